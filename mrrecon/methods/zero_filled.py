@@ -1,0 +1,43 @@
+"""Zero-filled reconstruction: A^H y without coil maps (magnitude for single-coil, RSS for multi-coil)."""
+
+from __future__ import annotations
+
+import torch
+
+from mrrecon.data.sample import Sample
+from mrrecon.methods.base import MethodInfo, register
+from mrrecon.physics.fft import ifft2c
+
+
+def root_sum_of_squares(coil_images: torch.Tensor, dim: int = -3) -> torch.Tensor:
+    return (coil_images.abs() ** 2).sum(dim=dim).sqrt()
+
+
+class ZeroFilled:
+    name = "zero-filled"
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+
+    def reconstruct_complex(self, sample: Sample) -> torch.Tensor:
+        """Single-coil: the complex zero-filled image; multi-coil: coil-combined with the sample's maps if
+        present, else an RSS magnitude (no phase available)."""
+        k = sample.kspace.to(self.device)
+        coil_images = ifft2c(k)
+        if sample.coil_maps is not None:
+            maps = sample.coil_maps.to(self.device)
+            return (maps.conj() * coil_images).sum(-3) / (maps.abs() ** 2).sum(-3).clamp_min(1e-12)
+        if k.shape[-3] == 1:
+            return coil_images[..., 0, :, :]
+        return root_sum_of_squares(coil_images).to(k.dtype)
+
+    def reconstruct(self, sample: Sample) -> torch.Tensor:
+        coil_images = ifft2c(sample.kspace.to(self.device))
+        return root_sum_of_squares(coil_images).float()
+
+
+register(MethodInfo(
+    name="zero-filled",
+    factory=ZeroFilled,
+    description="Inverse FFT of the zero-filled k-space; magnitude (single-coil) or RSS (multi-coil).",
+))

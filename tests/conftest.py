@@ -1,0 +1,47 @@
+"""Shared test settings: offline hub, allocator tuning, shared-data and BART fixtures, seeded RNG."""
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import mrrecon  # noqa: E402,F401  (applies the allocator settings)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The shared real-data folder: $MRRECON_SHARED_DATA or ../shared/data beside the checkout."""
+    env = os.environ.get("MRRECON_SHARED_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("shared real data not found (set MRRECON_SHARED_DATA)")
+    return d
+
+
+@pytest.fixture
+def bart_bin() -> str:
+    b = shutil.which("bart")
+    if b is None:
+        pytest.skip("BART binary not installed (Debian package `bart`)")
+    return b
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
