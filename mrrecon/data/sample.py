@@ -74,7 +74,9 @@ class Sample:
         if not torch.isfinite(torch.view_as_real(k)).all():
             raise DataError("k-space contains NaN or inf values", f)
         m = self.mask
-        if m.ndim != 3 or any(ms not in (1, ks) for ms, ks in zip(m.shape[-2:], k.shape[-2:])) or m.shape[0] != 1:
+        fits = m.ndim == 3 and m.shape[0] == 1 and all(
+            ms in (1, ks) for ms, ks in zip(m.shape[-2:], k.shape[-2:], strict=True))
+        if not fits:
             raise ShapeError(f"mask shape {tuple(m.shape)} does not fit k-space shape {tuple(k.shape)} "
                              "(expected (1, H, W) or (1, 1, W))", f)
         for name in ("target", "reference"):

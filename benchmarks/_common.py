@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmark scripts: interleaved timing and the JSON environment block."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def environment() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3) -> dict[str, dict]:
+    """Time several functions round-robin (so machine noise hits all alike); ms statistics and page faults."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    faults: dict[str, int] = dict.fromkeys(fns, 0)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    return {name: {"median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v),
+                   "page_faults_per_call": faults[name] / repeats, "repeats": repeats}
+            for name, v in samples.items()}

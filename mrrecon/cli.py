@@ -1,0 +1,172 @@
+"""The ``mrrecon`` command: info, simulate, reconstruct, evaluate, methods, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import mrrecon  # noqa: F401  (allocator settings before any large tensor)
+from mrrecon.errors import MRReconError
+
+
+def _split_list(value: str | None, cast=str) -> list:
+    return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else []
+
+
+class _FriendlyGroup(click.Group):
+    """Turn mrrecon's own exceptions into one clear line and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MRReconError as exc:
+            click.echo(f"mrrecon: error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_FriendlyGroup)
+@click.version_option(mrrecon.__version__, prog_name="mrrecon")
+def main():
+    """Reconstruct MR images from undersampled k-space."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def info(file: Path):
+    """Describe a data file: shapes, coils, slices, keys, header, sampling."""
+    from mrrecon.data.formats import describe_file
+
+    for key, value in describe_file(file).items():
+        click.echo(f"{key:>22}: {value}")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder for the h5 files.")
+@click.option("--subjects", default=4, show_default=True, help="Number of simulated subjects.")
+@click.option("--size", default=256, show_default=True, help="Image matrix size (square).")
+@click.option("--coils", default=8, show_default=True, help="Number of receive coils (1 = single-coil).")
+@click.option("--contrasts", default="T1,T2,PD,FLAIR", show_default=True, help="Comma-separated contrasts.")
+@click.option("--slices", default=1, show_default=True, help="Neighbouring axial slices per subject.")
+@click.option("--seed", default=0, show_default=True, help="Seed: the same seed gives identical files.")
+def simulate(out, subjects, size, coils, contrasts, slices, seed):
+    """Write simulated multi-contrast multi-coil brain k-space (fastMRI h5, one file per subject and contrast)."""
+    from mrrecon.data.simulate import simulate_dataset
+
+    paths = simulate_dataset(out, subjects=subjects, size=size, coils=coils, contrasts=tuple(_split_list(contrasts)),
+                             slices=slices, seed=seed)
+    click.echo(f"wrote {len(paths)} files to {out}")
+
+
+@main.command()
+@click.option("--method", "method_spec", required=True,
+              help="Method name, optionally with options: l1-wavelet:lam=0.01")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Output .h5 (one input) or folder (several inputs); fastMRI submission format.")
+@click.option("--mask", "mask_kind", default="random1d", show_default=True,
+              help="Retrospective mask kind, or 'file' to use the sampling already in the file.")
+@click.option("--accel", default=4.0, show_default=True, help="Nominal acceleration.")
+@click.option("--center-fraction", default=None, type=float, help="Fully sampled centre fraction (1-D masks).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--checkpoint", default=None, help="Weights folder for learned methods (default: shipped weights).")
+@click.option("--device", default="cpu", show_default=True)
+def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, seed, checkpoint, device):
+    """Reconstruct INPUT files and write fastMRI-format results (dataset `reconstruction`)."""
+    from mrrecon.data.datasets import samples_from_file
+    from mrrecon.data.fastmri import write_reconstruction
+    from mrrecon.eval.runner import reconstruct_volume
+    from mrrecon.methods import load
+
+    method = load(method_spec, checkpoint=checkpoint, device=device)
+    out_is_dir = len(inputs) > 1 or out.suffix not in (".h5", ".hdf5")
+    failures = 0
+    for path in inputs:
+        try:
+            samples = list(samples_from_file(path, mask_kind=None if mask_kind == "file" else mask_kind,
+                                             acceleration=accel, center_fraction=center_fraction, seed=seed))
+            images, sec = reconstruct_volume(method, samples)
+        except MRReconError as exc:  # report, skip, keep what is written
+            click.echo(f"skipped {path}: {exc}", err=True)
+            failures += 1
+            continue
+        import torch
+
+        target = out / (Path(path).stem + ".h5") if out_is_dir else out
+        write_reconstruction(target, torch.stack(images).numpy())
+        m = samples[0].meta
+        click.echo(f"{path} -> {target}: {len(images)} slice(s), {m.mask_type} {m.acceleration:g}x "
+                   f"(effective {m.effective_acceleration:.2f}x), {sec:.3f} s/slice")
+    if failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--target", "target_dir", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--json", "json_out", default=None, type=click.Path(path_type=Path), help="Write the metrics here.")
+@click.option("--target-key", default=None,
+              help="reconstruction_rss or reconstruction_esc (default: whichever exists).")
+@click.option("--convention", default="fastmri", show_default=True)
+def evaluate(target_dir, pred_dir, json_out, target_key, convention):
+    """Compare fastMRI-format folders: mean PSNR, SSIM, NMSE (fastMRI convention by default)."""
+    from mrrecon.eval.evaluate import evaluate_folders
+    from mrrecon.utils.io import atomic_write_json
+
+    res = evaluate_folders(target_dir, pred_dir, target_key=target_key, convention=convention)
+    click.echo(f"files: {res['n_files']}  PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}  "
+               f"NMSE {res['nmse']:.5f}")
+    for name in res.get("missing", []):
+        click.echo(f"missing prediction: {name}", err=True)
+    for err in res.get("errors", []):
+        click.echo(f"error: {err}", err=True)
+    if json_out:
+        atomic_write_json(json_out, res)
+
+
+@main.command("methods")
+@click.option("--details", is_flag=True, help="Also show options, paper and weights of each method.")
+def methods_cmd(details):
+    """List registered methods and the shipped weights."""
+    from mrrecon.methods import available
+    from mrrecon.methods.weights import shipped_weights
+
+    weights = shipped_weights()
+    for name, mi in available().items():
+        tags = [t for t, on in (("multi-coil only", mi.multicoil_only), ("needs reference", mi.needs_reference),
+                                ("learned", mi.needs_weights)) if on]
+        w = f" [weights: {mi.default_weights}]" if mi.default_weights in weights else ""
+        click.echo(f"{name:<18} {mi.description}{' (' + ', '.join(tags) + ')' if tags else ''}{w}")
+        if details:
+            for opt, help_ in mi.options.items():
+                click.echo(f"{'':<20}{opt}: {help_}")
+            if mi.paper:
+                click.echo(f"{'':<20}paper: {mi.paper}")
+    click.echo("\nshipped weights: " + (", ".join(sorted(weights)) if weights else "none"))
+
+
+@main.command()
+@click.option("--out", default="mrrecon-demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--subjects", default=2, show_default=True)
+@click.option("--size", default=256, show_default=True)
+@click.option("--coils", default=8, show_default=True)
+@click.option("--slices", default=2, show_default=True)
+@click.option("--contrast", default="T2", show_default=True)
+@click.option("--mask", "mask_kind", default="random1d", show_default=True)
+@click.option("--accels", default="4,8", show_default=True)
+@click.option("--methods", "method_list", default="auto", show_default=True,
+              help="Comma-separated method specs, or 'auto' for every method that runs without training or has "
+                   "shipped weights.")
+@click.option("--seed", default=0, show_default=True)
+def demo(out, subjects, size, coils, slices, contrast, mask_kind, accels, method_list, seed):
+    """Simulate (or reuse) a small data set, undersample at 4x and 8x, run the methods, write a report."""
+    from mrrecon.eval.demo import run_demo
+
+    run_demo(out, subjects=subjects, size=size, coils=coils, slices=slices, contrast=contrast, mask_kind=mask_kind,
+             accels=_split_list(accels, float), methods=None if method_list == "auto" else _split_list(method_list),
+             seed=seed, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()
