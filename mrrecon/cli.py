@@ -120,7 +120,7 @@ def evaluate(target_dir, pred_dir, json_out, target_key, convention):
     for name in res.get("missing", []):
         click.echo(f"missing prediction: {name}", err=True)
     for err in res.get("errors", []):
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {err['file']}: {err['error']}", err=True)
     if json_out:
         atomic_write_json(json_out, res)
 

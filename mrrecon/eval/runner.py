@@ -71,6 +71,11 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
     return res
 
 
+def _std(values: np.ndarray) -> float:
+    """Sample standard deviation (ddof=1, as fastMRI reports); NaN with fewer than two values."""
+    return float(values.std(ddof=1)) if values.size > 1 else float("nan")
+
+
 def summarise(results: Iterable[VolumeResult]) -> list[dict]:
     """Mean +- std per (method, mask, accel) over volumes that succeeded."""
     groups: dict[tuple, list[VolumeResult]] = {}
@@ -88,9 +93,9 @@ def summarise(results: Iterable[VolumeResult]) -> list[dict]:
             "effective_accel": float(np.mean([r.effective_accel for r in rs])),
             "n": len(ok), "failed": len(rs) - len(ok),
             "psnr_mean": float(col("psnr").mean()) if ok else float("nan"),
-            "psnr_std": float(col("psnr").std()) if ok else float("nan"),
+            "psnr_std": _std(col("psnr")),
             "ssim_mean": float(col("ssim").mean()) if ok else float("nan"),
-            "ssim_std": float(col("ssim").std()) if ok else float("nan"),
+            "ssim_std": _std(col("ssim")),
             "nmse_mean": float(col("nmse").mean()) if ok else float("nan"),
             "seconds_mean": float(col("seconds_per_slice").mean()) if ok else float("nan"),
         })
