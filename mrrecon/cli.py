@@ -74,8 +74,10 @@ def simulate(out, subjects, size, coils, contrasts, slices, seed):
 @click.option("--device", default="cpu", show_default=True)
 def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, seed, checkpoint, device):
     """Reconstruct INPUT files and write fastMRI-format results (dataset `reconstruction`)."""
+    import torch
+
     from mrrecon.data.datasets import samples_from_file
-    from mrrecon.data.fastmri import write_reconstruction
+    from mrrecon.data.fastmri import center_crop, clamp_crop_size, write_reconstruction
     from mrrecon.eval.runner import reconstruct_volume
     from mrrecon.methods import load
 
@@ -91,10 +93,12 @@ def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, see
             click.echo(f"skipped {path}: {exc}", err=True)
             failures += 1
             continue
-        import torch
-
+        volume = torch.stack(images)
+        recon_size = samples[0].meta.extra.get("recon_size")
+        if recon_size is not None:  # fastMRI submission format: cropped to the reconstruction size
+            volume = center_crop(volume, clamp_crop_size(tuple(volume.shape[-2:]), tuple(recon_size)))
         target = out / (Path(path).stem + ".h5") if out_is_dir else out
-        write_reconstruction(target, torch.stack(images).numpy())
+        write_reconstruction(target, volume.numpy())
         m = samples[0].meta
         click.echo(f"{path} -> {target}: {len(images)} slice(s), {m.mask_type} {m.acceleration:g}x "
                    f"(effective {m.effective_acceleration:.2f}x), {sec:.3f} s/slice")

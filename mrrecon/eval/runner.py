@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from mrrecon.data.fastmri import center_crop, clamp_crop_size
 from mrrecon.data.sample import Sample
 from mrrecon.methods.base import Reconstructor
 from mrrecon.metrics.image import compute_metrics
@@ -60,6 +61,12 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
         images, res.seconds_per_slice = reconstruct_volume(method, samples)
         target = torch.stack([s.target.abs().float().cpu() * s.meta.scale for s in samples])
         pred = torch.stack(images)
+        # fastMRI convention: score inside the reconstruction size (e.g. 320x320 of 640x368 k-space).
+        recon_size = m.extra.get("recon_size")
+        if recon_size is not None:
+            crop = clamp_crop_size(tuple(target.shape[-2:]), tuple(recon_size))
+            target, pred = center_crop(target, crop), center_crop(pred, crop)
+            images = list(pred)
         metrics = compute_metrics(target, pred)
         res.psnr, res.ssim, res.nmse = (float(metrics[k]) for k in ("psnr", "ssim", "nmse"))
         if keep_images:
