@@ -11,6 +11,7 @@ from mrrecon.physics.consistency import (
     weight_from_lambda,
 )
 from mrrecon.physics.fft import fft1c, fft2c, ifft1c, ifft2c
+from mrrecon.physics.masks import MASK_KINDS, MaskResult, make_mask
 from mrrecon.physics.operators import (
     KSpaceMask,
     LinearOperator,
@@ -21,7 +22,8 @@ from mrrecon.physics.operators import (
 )
 
 __all__ = [
-    "KSpaceMask", "LinearOperator", "MaskedFourier", "SenseOperator", "SingleCoilCartesian", "cg_dc",
-    "conjugate_gradient", "data_fidelity", "data_fidelity_grad", "dc_image", "fft1c", "fft2c", "hard_dc",
-    "ifft1c", "ifft2c", "sense_or_single_coil", "soft_dc", "weight_from_lambda",
+    "MASK_KINDS", "KSpaceMask", "LinearOperator", "MaskResult", "MaskedFourier", "SenseOperator",
+    "SingleCoilCartesian", "cg_dc", "conjugate_gradient", "data_fidelity", "data_fidelity_grad", "dc_image",
+    "fft1c", "fft2c", "hard_dc", "ifft1c", "ifft2c", "make_mask", "sense_or_single_coil", "soft_dc",
+    "weight_from_lambda",
 ]
