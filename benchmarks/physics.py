@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import mrrecon  # noqa: E402,F401  (allocator settings)
 from _common import environment, time_interleaved  # noqa: E402
 
+import mrrecon  # noqa: E402,F401  (allocator settings)
 from mrrecon.physics import SenseOperator, dc_image, fft2c, ifft2c  # noqa: E402
 
 SHAPES = [(15, 320, 320), (16, 640, 368)]

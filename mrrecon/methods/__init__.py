@@ -1,8 +1,11 @@
-"""Reconstruction methods. Importing this package registers the built-in ones.
+"""Reconstruction methods. Importing this package registers the built-in ones, in a stable order
+(``zero-filled`` first), so listings and reports keep the same order.
 
 ``mrrecon.methods.load("zero-filled")`` builds a method by name; ``available()`` lists them."""
+# ruff: noqa: I001  (the import order below is the registration order)
 
-from mrrecon.methods import zero_filled  # noqa: F401  (registers)
 from mrrecon.methods.base import MethodInfo, Reconstructor, available, get_info, load, parse_method_spec, register
+from mrrecon.methods import zero_filled  # noqa: F401
+from mrrecon import classical  # noqa: F401
 
 __all__ = ["MethodInfo", "Reconstructor", "available", "get_info", "load", "parse_method_spec", "register"]

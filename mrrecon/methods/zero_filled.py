@@ -6,11 +6,8 @@ import torch
 
 from mrrecon.data.sample import Sample
 from mrrecon.methods.base import MethodInfo, register
+from mrrecon.physics.coils import coil_combine, rss
 from mrrecon.physics.fft import ifft2c
-
-
-def root_sum_of_squares(coil_images: torch.Tensor, dim: int = -3) -> torch.Tensor:
-    return (coil_images.abs() ** 2).sum(dim=dim).sqrt()
 
 
 class ZeroFilled:
@@ -25,15 +22,14 @@ class ZeroFilled:
         k = sample.kspace.to(self.device)
         coil_images = ifft2c(k)
         if sample.coil_maps is not None:
-            maps = sample.coil_maps.to(self.device)
-            return (maps.conj() * coil_images).sum(-3) / (maps.abs() ** 2).sum(-3).clamp_min(1e-12)
+            return coil_combine(coil_images, sample.coil_maps.to(self.device))
         if k.shape[-3] == 1:
             return coil_images[..., 0, :, :]
-        return root_sum_of_squares(coil_images).to(k.dtype)
+        return rss(coil_images).to(k.dtype)
 
     def reconstruct(self, sample: Sample) -> torch.Tensor:
         coil_images = ifft2c(sample.kspace.to(self.device))
-        return root_sum_of_squares(coil_images).float()
+        return rss(coil_images).float()
 
 
 register(MethodInfo(
