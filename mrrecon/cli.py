@@ -36,7 +36,7 @@ def main():
 @click.argument("file", type=click.Path(path_type=Path))
 def info(file: Path):
     """Describe a data file: shapes, coils, slices, keys, header, sampling."""
-    from mrrecon.data.formats import describe_file
+    from mrrecon.data.inspect import describe_file
 
     for key, value in describe_file(file).items():
         click.echo(f"{key:>22}: {value}")
