@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,52 +30,11 @@ import numpy as np
 import torch
 
 from mrrecon.errors import DataError, ShapeError
+from mrrecon.utils.io import atomic_output
 
 TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc", "reconstruction")
 GYROMAGNETIC_H1_HZ_PER_T = 42.577478518e6  # CODATA 2018, gamma_p / 2pi
 _ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
-
-
-# --------------------------------------------------------------------------------------------------
-# Atomic output
-# --------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path`` with ``os.replace``.
-
-    The temporary name keeps the full suffix of ``path`` (``.nii.gz``, ``.npy`` ...) because some writers
-    decide the format from it. On error the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffixes = path.suffixes
-    suffix = "".join(suffixes[-2:]) if len(suffixes) >= 2 and suffixes[-1] == ".gz" else path.suffix
-    stem = path.name[: len(path.name) - len(suffix)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where /proc allows (os.umask() sets it briefly)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # --------------------------------------------------------------------------------------------------

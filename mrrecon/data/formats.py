@@ -30,8 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from mrrecon.data.fastmri import TARGET_KEYS, FastMRIFile, atomic_output, open_h5, read_fastmri_volume
+from mrrecon.data.fastmri import TARGET_KEYS, FastMRIFile, open_h5, read_fastmri_volume
 from mrrecon.errors import DataError, ShapeError
+from mrrecon.utils.io import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

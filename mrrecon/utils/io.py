@@ -7,14 +7,16 @@ Windows). If anything fails the temporary file is removed and the destination is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
 def _default_mode(path: Path) -> int:
@@ -41,27 +43,41 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (creating parent folders); returns the path."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for any writer (h5py, nibabel, numpy ...); on success move it
+    onto ``path`` with ``os.replace``. On error the temporary file is removed and ``path`` is untouched.
+
+    The temporary name keeps the full suffix of ``path`` (``.nii.gz``, ``.npy`` ...) because some writers
+    pick the format from it. The new file gets the old file's permissions, or 0o666 minus the umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _default_mode(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    suffixes = path.suffixes
+    suffix = "".join(suffixes[-2:]) if len(suffixes) >= 2 and suffixes[-1] == ".gz" else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)]
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp" + suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, mode)  # mkstemp creates 0o600
-        os.replace(tmp_name, path)
+        yield tmp_path
+        os.chmod(tmp_path, mode)  # mkstemp creates 0o600
+        os.replace(tmp_path, path)
     except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
         raise
     _fsync_dir(path.parent)
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (creating parent folders, fsync'ed); returns the path."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def _fsync_dir(folder: Path) -> None:
