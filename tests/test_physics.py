@@ -86,6 +86,8 @@ def test_operators_are_adjoint(kind):
     for name, (op, x, y) in ops.items():
         lhs, rhs = inner(op.A(x), y), inner(x, op.A_adjoint(y))
         assert abs(lhs - rhs) / abs(lhs) < 1e-5, name
+        assert op.A(x).shape == y.shape and op.A_adjoint(y).shape == x.shape, name
+        assert op.normal(x).shape == x.shape, name  # no silent broadcasting
         assert torch.allclose(op.normal(x), op.A_adjoint(op.A(x)), atol=1e-5), name
 
 
@@ -183,3 +185,17 @@ def test_cg_dc_interpolates_between_prior_and_data():
     x = cg_dc(prior, y, op, lam=lam, max_iter=50)
     closed = ifft2c(soft_dc(fft2c(prior.unsqueeze(1)), y, mask, 1 / (1 + lam))).squeeze(1)
     assert torch.allclose(x, closed, atol=1e-4)
+
+
+def test_fused_sense_normal_matches_explicit_composition():
+    """SenseOperator.normal folds fft2c's checkerboard into the maps on even grids; it must equal
+    combine(ifft2c(M fft2c(expand(x)))) exactly, for float and double precision."""
+    for dtype in (torch.complex64, torch.complex128):
+        maps = crandn(2, 4, 32, 40, dtype=dtype)
+        mask = torch.rand(2, 1, 1, 40) > 0.5
+        op = SenseOperator(maps, mask)
+        x = crandn(2, 32, 40, dtype=dtype)
+        explicit = op.combine(ifft2c(fft2c(op.expand(x)) * mask))
+        fused = op.normal(x)
+        assert fused.dtype == dtype
+        assert ((fused - explicit).norm() / explicit.norm()).item() < 1e-5

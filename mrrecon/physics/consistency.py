@@ -70,12 +70,12 @@ def data_fidelity_grad(x: torch.Tensor, y: torch.Tensor, op: LinearOperator) -> 
     return 2 * op.A_adjoint(op.A(x) - y)
 
 
-def _bdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched <a, b> = sum conj(a) b over all but the batch dim; returns real part (Hermitian systems)."""
     return (a.conj() * b).flatten(1).sum(dim=1).real
 
 
-def _bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def batch_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
 
 
@@ -105,8 +105,8 @@ def conjugate_gradient(
 
     r = b - system(x) if x0 is not None else b.clone()
     p = r.clone()
-    rs = _bdot(r, r)
-    b_norm = _bdot(b, b).sqrt().clamp_min(torch.finfo(rs.dtype).tiny)
+    rs = batch_dot(r, r)
+    b_norm = batch_dot(b, b).sqrt().clamp_min(torch.finfo(rs.dtype).tiny)
     it = 0
     for it in range(1, max_iter + 1):
         active = rs.sqrt() / b_norm > tol
@@ -114,13 +114,13 @@ def conjugate_gradient(
             it -= 1
             break
         ap = system(p)
-        denom = _bdot(p, ap)
+        denom = batch_dot(p, ap)
         alpha = torch.where(active & (denom > 0), rs / denom.clamp_min(torch.finfo(rs.dtype).tiny), 0.0)
-        x = x + _bview(alpha, x) * p
-        r = r - _bview(alpha, r) * ap
-        rs_new = _bdot(r, r)
+        x = x + batch_view(alpha, x) * p
+        r = r - batch_view(alpha, r) * ap
+        rs_new = batch_dot(r, r)
         beta = torch.where(active, rs_new / rs.clamp_min(torch.finfo(rs.dtype).tiny), 0.0)
-        p = r + _bview(beta, p) * p
+        p = r + batch_view(beta, p) * p
         rs = torch.where(active, rs_new, rs)
     return CGResult(x=x, iterations=it, residual_norm=rs.sqrt() / b_norm)
 

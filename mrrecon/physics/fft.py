@@ -29,6 +29,13 @@ def _checkerboards(h: int, w: int, device: torch.device, dtype: torch.dtype):
     return pre, pre * sign
 
 
+def checkerboard(h: int, w: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+                 ) -> torch.Tensor:
+    """The even-size modulation P = (-1)^(i+j): fft2c(x) = s P fft2(P x) and ifft2c(k) = s P ifft2(P k) with
+    s = (-1)^(h/2 + w/2), so P ifft2(M fft2(P x)) = ifft2c(M fft2c(x)) (used by fused normal operators)."""
+    return _checkerboards(h, w, torch.device(device), dtype)[0]
+
+
 def _as_complex(x: torch.Tensor) -> torch.Tensor:
     if not torch.is_complex(x):
         x = x.to(torch.complex64 if x.dtype != torch.float64 else torch.complex128)
