@@ -88,7 +88,7 @@ def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, see
         try:
             samples = list(samples_from_file(path, mask_kind=None if mask_kind == "file" else mask_kind,
                                              acceleration=accel, center_fraction=center_fraction, seed=seed))
-            images, sec = reconstruct_volume(method, samples)
+            images, seconds, _, _ = reconstruct_volume(method, samples)
         except MRReconError as exc:  # report, skip, keep what is written
             click.echo(f"skipped {path}: {exc}", err=True)
             failures += 1
@@ -101,7 +101,7 @@ def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, see
         write_reconstruction(target, volume.numpy())
         m = samples[0].meta
         click.echo(f"{path} -> {target}: {len(images)} slice(s), {m.mask_type} {m.acceleration:g}x "
-                   f"(effective {m.effective_acceleration:.2f}x), {sec:.3f} s/slice")
+                   f"(effective {m.effective_acceleration:.2f}x), {sum(seconds) / len(seconds):.3f} s/slice")
     if failures:
         sys.exit(1)
 
@@ -148,6 +148,48 @@ def methods_cmd(details):
             if mi.paper:
                 click.echo(f"{'':<20}paper: {mi.paper}")
     click.echo("\nshipped weights: " + (", ".join(sorted(weights)) if weights else "none"))
+
+
+@main.command()
+@click.option("--data", "data", multiple=True, required=True,
+              help="fastMRI h5 file or folder, any readable file (options: FILE::domain=kspace,key=DATA,"
+                   "coil_axis=-1,kspace_crop=320x168), or a YAML manifest. Repeat or list several after --data.")
+@click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--methods", default="all", show_default=True,
+              help="'all' (every registered method that can run and has weights) or NAME[:opt=v],...")
+@click.option("--masks", default="random1d", show_default=True, help="Comma-separated mask kinds.")
+@click.option("--accels", default="4,8", show_default=True, help="Comma-separated nominal accelerations.")
+@click.option("--center-fraction", default=None, type=float)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--max-slices", default=None, type=int, help="Central slices per volume.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--target-contrast", default=None, help="Multi-contrast: the contrast to reconstruct (e.g. T2).")
+@click.option("--reference-contrast", default=None, help="Multi-contrast: the fully sampled reference (e.g. PD).")
+@click.option("--data-root", default=None, help="Root folder for the paths in a YAML manifest.")
+@click.option("--figures", default=3, show_default=True, help="Files shown in figure grids.")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, max_slices, device, target_contrast,
+              reference_contrast, data_root, figures, out):
+    """Every method on the same data, masks and accelerations: results.json/csv, report.md/html, figures."""
+    from mrrecon.eval.benchmark import BenchmarkConfig, collect_data, run_benchmark, select_methods
+    from mrrecon.eval.report import summary_table_markdown
+
+    if bool(target_contrast) != bool(reference_contrast):
+        raise click.UsageError("--target-contrast and --reference-contrast go together")
+    cfg = BenchmarkConfig(methods=methods, masks=tuple(_split_list(masks)), accels=tuple(_split_list(accels, float)),
+                          center_fraction=center_fraction, seed=seed, max_slices=max_slices, device=device,
+                          target_contrast=target_contrast, reference_contrast=reference_contrast, figures=figures)
+    select_methods(methods)  # unknown method names fail before any work
+    specs, problems = collect_data([*data, *map(str, more_data)], cfg, data_root)
+    for p in problems:
+        click.echo(f"error: {p['file']}: {p['error']}", err=True)
+    click.echo(f"benchmark: {len(specs)} input(s), masks {', '.join(cfg.masks)}, accelerations "
+               f"{', '.join(f'{a:g}x' for a in cfg.accels)} -> {out}")
+    res = run_benchmark(specs, cfg, out, problems=problems, echo=lambda m: click.echo(m, err=True))
+    click.echo("\n" + summary_table_markdown(res["summary"]))
+    if res["errors"]:
+        click.echo(f"{len(res['errors'])} error(s) recorded in {out / 'results.json'} and the report", err=True)
+    click.echo(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}, {out / 'report.html'}")
 
 
 @main.command()

@@ -87,8 +87,8 @@ def test_demo_writes_table_report_and_figures(tmp_path):
     assert rows[("zero-filled", 4.0)]["psnr_mean"] > rows[("zero-filled", 8.0)]["psnr_mean"]
     assert rows[("zero-filled", 4.0)]["effective_accel"] > 3.5
     report = (out / "report.md").read_text()
-    assert "| zero-filled |" in report and "figure_random1d_4x.png" in report
-    assert (out / "figure_random1d_4x.png").stat().st_size > 1000
+    assert "| zero-filled |" in report and "figure_00_random1d_4x.png" in report
+    assert (out / "figure_00_random1d_4x.png").stat().st_size > 1000 and (out / "report.html").is_file()
     # A second run reuses the simulated data.
     sim = next((out / "data").iterdir())
     mtime = {p: p.stat().st_mtime_ns for p in sim.iterdir()}

@@ -294,11 +294,16 @@ def _float_or_none(v) -> float | None:
 def _slice_sample(src, s: int, *, kind: str, acceleration: float, center_fraction: float | None,
                   mask_seed: int | None, normalise: Normalise, crop: CropSpec, target_key: str | None,
                   mask_options: dict[str, Any], contrast: str | None = None,
-                  coil_maps_key: str | None = None) -> Sample:
+                  coil_maps_key: str | None = None, kspace_crop: tuple[int, int] | None = None) -> Sample:
     path = src.path
     k_full, note = src.kspace(s)
-    H, W = k_full.shape[-2:]
     extra: dict[str, Any] = dict(note)
+    if kspace_crop is not None:
+        if kind == FILE_MASK:
+            raise ConfigError("mask_kind='file' cannot be combined with kspace_crop")
+        extra["kspace_cropped_from"] = tuple(int(n) for n in k_full.shape[-2:])
+        k_full = center_crop(k_full, clamp_crop_size(tuple(k_full.shape[-2:]), tuple(kspace_crop)))
+    H, W = k_full.shape[-2:]
     recon_size = src.recon_size
     crop_size = _crop_size(crop, recon_size, (H, W), path)
     if crop_size is not None and crop_size != (H, W):
@@ -620,6 +625,7 @@ def samples_from_file(
     slice_axis: int | None = None,
     key: str | None = None,
     mask_options: dict[str, Any] | None = None,
+    kspace_crop: tuple[int, int] | None = None,
 ) -> Iterator[Sample]:
     """Yield undersampled Samples from one file of any supported format.
 
@@ -629,6 +635,9 @@ def samples_from_file(
     the same seeds as ``SliceDataset(fixed_mask=True)``: ``derive_seed(seed, file name, slice, 'mask')``.
     ``max_slices`` keeps that many slices around the middle of the volume. k-space inputs that are mostly
     exact zeros (already undersampled?) trigger a warning, since their "target" is not fully sampled.
+    ``kspace_crop=(h, w)`` keeps the central h x w of the full k-space before anything else (a lower
+    resolution, same field of view): for data zero-padded in k-space, so that padding is not counted as
+    sampled.
     """
     path = Path(path)
     src = _open_slices(path, domain=domain, coil_axis=coil_axis, slice_axis=slice_axis, key=key)
@@ -637,7 +646,8 @@ def samples_from_file(
         mseed = derive_seed(int(seed), path.name, s, "mask")
         sample = _slice_sample(src, s, kind=mask_kind, acceleration=float(acceleration),
                                center_fraction=center_fraction, mask_seed=mseed, normalise=normalise, crop=crop,
-                               target_key=target_key, mask_options=dict(mask_options or {}))
+                               target_key=target_key, mask_options=dict(mask_options or {}),
+                               kspace_crop=kspace_crop)
         if isinstance(src, _ArraySlices) and src.kind == "kspace":
             zero_fraction = float((src.source.data[s] == 0).float().mean())
             sample.meta.extra["input_zero_fraction"] = zero_fraction

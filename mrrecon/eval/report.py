@@ -1,7 +1,11 @@
-"""Report writing shared by the demo and the benchmark: a markdown table and a figure grid."""
+"""Reports shared by the demo and the benchmark: markdown and self-contained HTML tables, figure grids
+(target / each method / error maps) and a PSNR-vs-time plot."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,40 +14,75 @@ import numpy as np
 
 from mrrecon.utils.io import atomic_write_bytes, atomic_write_text
 
+# column key, header, digits, better ('max' | 'min' | None)
+COLUMNS = [("psnr", "PSNR (dB)", 2, "max"), ("ssim", "SSIM", 4, "max"), ("nmse_mean", "NMSE", 5, "min"),
+           ("seconds_mean", "s/slice", 3, "min"), ("peak_mem_mb", "peak MB", 0, None), ("nfe", "NFE", 0, None)]
 
-def _fmt(v: float, nd: int) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fmt(v, nd: int) -> str:
+    return f"{v:.{nd}f}" if _finite(v) else "–"
+
+
+def _groups(rows: Sequence[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault((r["mask"], r["accel"]), []).append(r)
+    return out
+
+
+def _best(rows: Sequence[dict]) -> dict[str, float]:
+    best = {}
+    for key, _, _, better in COLUMNS:
+        k = key if key.endswith(("_mean", "_mb")) or key == "nfe" else f"{key}_mean"
+        vals = [r.get(k) for r in rows if _finite(r.get(k))]
+        if better and vals:
+            best[k] = max(vals) if better == "max" else min(vals)
+    return best
+
+
+def _cells(r: dict, best: dict[str, float]) -> list[tuple[str, bool]]:
+    """(text, is_best) per column."""
+    out = []
+    for key, _, nd, _ in COLUMNS:
+        if key in ("psnr", "ssim"):
+            m, s = r.get(f"{key}_mean"), r.get(f"{key}_std")
+            text = _fmt(m, nd) + (f" ± {_fmt(s, nd)}" if _finite(s) else "")
+            out.append((text, _finite(m) and m == best.get(f"{key}_mean")))
+        else:
+            v = r.get(key)
+            out.append((_fmt(v, nd), _finite(v) and v == best.get(key)))
+    return out
 
 
 def summary_table_markdown(rows: Sequence[dict]) -> str:
-    """Markdown table of summary rows; the best PSNR/SSIM per (mask, accel) is bold."""
-    best: dict[tuple, dict[str, float]] = {}
-    for r in rows:
-        key = (r["mask"], r["accel"])
-        b = best.setdefault(key, {"psnr_mean": -math.inf, "ssim_mean": -math.inf})
-        for k in b:
-            if not math.isnan(r[k]):
-                b[k] = max(b[k], r[k])
-    lines = ["| method | mask | accel | effective | n | PSNR (dB) | SSIM | NMSE | s/slice |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        b = best[(r["mask"], r["accel"])]
-        psnr = f"{_fmt(r['psnr_mean'], 2)} ± {_fmt(r['psnr_std'], 2)}"
-        ssim = f"{_fmt(r['ssim_mean'], 4)} ± {_fmt(r['ssim_std'], 4)}"
-        if r["psnr_mean"] == b["psnr_mean"]:
-            psnr = f"**{psnr}**"
-        if r["ssim_mean"] == b["ssim_mean"]:
-            ssim = f"**{ssim}**"
-        lines.append(f"| {r['method']} | {r['mask']} | {r['accel']:g} | {r['effective_accel']:.2f} | {r['n']} | "
-                     f"{psnr} | {ssim} | {_fmt(r['nmse_mean'], 5)} | {_fmt(r['seconds_mean'], 3)} |")
+    """Markdown table of summary rows, grouped by (mask, accel); the best value per column is bold."""
+    lines = ["| method | mask | accel | effective | n | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for (_mask, _accel), rs in _groups(rows).items():
+        best = _best(rs)
+        for r in rs:
+            cells = [f"**{t}**" if b else t for t, b in _cells(r, best)]
+            lines.append(f"| {r['method']} | {r['mask']} | {r['accel']:g} | {_fmt(r['effective_accel'], 2)} | "
+                         f"{r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def figure_grid(path: Path, target: np.ndarray, recons: dict[str, np.ndarray], title: str = "",
-                error_scale: float = 5.0) -> None:
-    """Target and each reconstruction (top row) with |error| x error_scale below, saved as PNG."""
-    import io
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure_grid_png(target: np.ndarray, recons: dict[str, np.ndarray], title: str = "", error_scale: float = 5.0
+                    ) -> bytes:
+    """Target and each reconstruction (top row) with |error| x error_scale below, as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,24 +90,137 @@ def figure_grid(path: Path, target: np.ndarray, recons: dict[str, np.ndarray], t
 
     names = ["target", *recons]
     vmax = float(np.percentile(target, 99.5)) or 1.0
-    fig, axes = plt.subplots(2, len(names), figsize=(2.4 * len(names), 5.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 4.8), squeeze=False)
     for j, name in enumerate(names):
         img = target if name == "target" else recons[name]
         axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax)
-        axes[0, j].set_title(name, fontsize=9)
+        axes[0, j].set_title(name, fontsize=8)
         if name != "target":
             axes[1, j].imshow(np.abs(img - target) * error_scale, cmap="inferno", vmin=0, vmax=vmax)
-            axes[1, j].set_title(f"|error| x{error_scale:g}", fontsize=8)
+            axes[1, j].set_title(f"|error| x{error_scale:g}", fontsize=7)
         for ax in axes[:, j]:
             ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return _png(fig)
 
 
-def write_markdown(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
+def figure_grid(path: Path, target: np.ndarray, recons: dict[str, np.ndarray], title: str = "",
+                error_scale: float = 5.0) -> None:
+    atomic_write_bytes(path, figure_grid_png(target, recons, title, error_scale))
+
+
+def psnr_vs_time_png(rows: Sequence[dict]) -> bytes | None:
+    """Mean PSNR against seconds per slice (log scale), one marker per method and (mask, accel)."""
+    pts = [r for r in rows if _finite(r.get("psnr_mean")) and _finite(r.get("seconds_mean"))]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    markers = "o^sDvP*Xh<>"
+    groups = list(_groups(pts))
+    methods = list(dict.fromkeys(r["method"] for r in pts))
+    cmap = plt.get_cmap("tab20")
+    for r in pts:
+        g = groups.index((r["mask"], r["accel"]))
+        ax.scatter(max(r["seconds_mean"], 1e-4), r["psnr_mean"], color=cmap(methods.index(r["method"]) % 20),
+                   marker=markers[g % len(markers)], s=40)
+    for i, m in enumerate(methods):
+        ax.scatter([], [], color=cmap(i % 20), marker="o", label=m)
+    for g, (mask, accel) in enumerate(groups):
+        ax.scatter([], [], color="gray", marker=markers[g % len(markers)], label=f"{mask} {accel:g}x")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per slice")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return _png(fig)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;
+text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}td.best{font-weight:bold;
+background:#e6f4e6}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f5f5f5;padding:1px 3px}
+.err{color:#a00}"""
+
+
+def _html_table(rows: Sequence[dict]) -> str:
+    parts = []
+    for (mask, accel), rs in _groups(rows).items():
+        best = _best(rs)
+        eff = np.nanmean([r["effective_accel"] for r in rs])
+        head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in COLUMNS)
+        parts.append(f"<h3>{html.escape(str(mask))} {accel:g}x (effective {eff:.2f}x)</h3>"
+                     f"<table><tr><th>method</th><th>n</th>{head}</tr>")
+        for r in rs:
+            tds = "".join(f'<td class="best">{html.escape(t)}</td>' if b else f"<td>{html.escape(t)}</td>"
+                          for t, b in _cells(r, best))
+            parts.append(f"<tr><td>{html.escape(r['method'])}</td><td>{r['n']}</td>{tds}</tr>")
+        parts.append("</table>")
+    return "\n".join(parts)
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def write_reports(out: Path, results: dict, figures: Sequence[dict] = ()) -> None:
+    """report.md (+ PNG files beside it) and a self-contained report.html (images embedded)."""
+    out = Path(out)
+    summary = results.get("summary", [])
+    env = results.get("environment", {})
+    pngs: list[tuple[str, str, bytes]] = []  # (file name, caption, bytes)
+    for i, f in enumerate(figures):
+        cap = (f"{f['name']} slice {f['slice']}, {f['mask']} {f['accel']:g}x "
+               f"(effective {f['effective_accel']:.2f}x)")
+        pngs.append((f"figure_{i:02d}_{f['mask']}_{f['accel']:g}x.png", cap,
+                     figure_grid_png(f["target"], f["images"], cap)))
+    plot = psnr_vs_time_png(summary)
+    if plot:
+        pngs.append(("psnr_vs_time.png", "PSNR against time per slice", plot))
+    for name, _, data in pngs:
+        atomic_write_bytes(out / name, data)
+
+    machine = (f"{env.get('processor')}, {env.get('cpu_count')} CPUs, {env.get('threads')} torch threads, "
+               f"device {env.get('device')}{', ' + env['cuda'] if env.get('cuda') else ''}; python "
+               f"{env.get('python')}, torch {env.get('torch')}")
+    cmd = env.get("command") or "(from Python)"
+    note = ("Metrics in the fastMRI convention: per volume, PSNR/SSIM data range = max of the target volume, SSIM "
+            "7x7; mean ± sample std over volumes; effective acceleration = 1 / sampled fraction. Seconds are wall "
+            "time per slice after one warm-up call per method; peak MB is the extra resident memory (CPU) or "
+            "tensor memory (CUDA) while reconstructing; NFE = network evaluations per slice.")
+    md = [f"# mrrecon benchmark\n\nCommand: `{cmd}`  \nMachine: {machine}  \n"
+          f"Elapsed: {results.get('elapsed_seconds', float('nan')):.0f} s\n\n{note}\n\n",
+          summary_table_markdown(summary)]
+    errors, skipped = results.get("errors", []), results.get("skipped", [])
+    if errors:
+        md.append("\n## Errors\n\n" + "\n".join(
+            f"- `{e.get('file')}`{' / ' + e['method'] if e.get('method') else ''}: {e.get('error')}"
+            for e in errors) + "\n")
+    if skipped:
+        md.append("\n## Skipped\n\n" + "\n".join(
+            f"- {s.get('method')}{' on `' + s['file'] + '`' if s.get('file') else ''}: {s.get('reason')}"
+            for s in skipped) + "\n")
+    md += [f"\n![{cap}]({name})\n" for name, cap, _ in pngs]
+    atomic_write_text(out / "report.md", "".join(md))
+
+    body = [f"<h1>mrrecon benchmark</h1><p>Command: <code>{html.escape(cmd)}</code><br>Machine: "
+            f"{html.escape(machine)}</p><p>{html.escape(note)}</p>", _html_table(summary)]
+    if errors:
+        body.append("<h2>Errors</h2><ul>" + "".join(
+            f'<li class="err"><code>{html.escape(str(e.get("file")))}</code> {html.escape(str(e.get("method") or ""))}'
+            f": {html.escape(str(e.get('error')))}</li>" for e in errors) + "</ul>")
+    if skipped:
+        body.append("<h2>Skipped</h2><ul>" + "".join(
+            f"<li>{html.escape(str(s.get('method')))} {html.escape(str(s.get('file') or ''))}: "
+            f"{html.escape(str(s.get('reason')))}</li>" for s in skipped) + "</ul>")
+    body += [f"<h2>{html.escape(cap)}</h2>{_img_tag(data, cap)}" for _, cap, data in pngs]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>mrrecon benchmark</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    atomic_write_text(out / "report.html", page)

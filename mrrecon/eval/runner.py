@@ -1,10 +1,13 @@
-"""Run reconstructors over volumes of samples and score them (fastMRI convention, per volume).
+"""Run a reconstructor over one volume of samples and score it (fastMRI convention).
 
-The demo and the benchmark share this: every method sees the identical Sample; metrics are computed
-per volume (PSNR/SSIM data range = max of the target volume) on magnitudes in physical units."""
+The demo and the benchmark share this: every method sees the identical Samples; images are scored on
+magnitudes in physical units (output x ``meta.scale``), inside the reconstruction size when the file has
+one. Volume metrics use the fastMRI convention (PSNR/NMSE over the volume, SSIM averaged over slices, data
+range = max of the target volume); per-slice rows use the same data range."""
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -15,8 +18,20 @@ import torch
 
 from mrrecon.data.fastmri import center_crop, clamp_crop_size
 from mrrecon.data.sample import Sample
+from mrrecon.eval.memory import PeakMemory
 from mrrecon.methods.base import Reconstructor
 from mrrecon.metrics.image import compute_metrics
+
+
+@dataclass
+class SliceResult:
+    slice: int
+    psnr: float
+    ssim: float
+    nmse: float
+    seconds: float
+    peak_mem_mb: float | None
+    nfe: int | None
 
 
 @dataclass
@@ -31,49 +46,86 @@ class VolumeResult:
     ssim: float = float("nan")
     nmse: float = float("nan")
     seconds_per_slice: float = float("nan")
+    peak_mem_mb: float | None = None
+    nfe: int | None = None
     error: str | None = None
-    images: list[np.ndarray] = field(default_factory=list, repr=False)
+    slices: list[SliceResult] = field(default_factory=list)
+    target: np.ndarray | None = field(default=None, repr=False)  # the shown slice, when kept
+    image: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict:
+        """The volume as a flat dict (no per-slice rows, no images)."""
         d = asdict(self)
-        d.pop("images")
+        for k in ("slices", "target", "image"):
+            d.pop(k)
         return d
 
+    def slice_rows(self) -> list[dict]:
+        base = {k: v for k, v in self.row().items() if k not in ("psnr", "ssim", "nmse", "seconds_per_slice",
+                                                                  "peak_mem_mb", "nfe", "n_slices")}
+        return [{**base, **asdict(s)} for s in self.slices]
 
-def reconstruct_volume(method: Reconstructor, samples: Sequence[Sample]) -> tuple[list[torch.Tensor], float]:
-    """Reconstruct every slice; returns the images (physical units) and seconds per slice."""
-    images, elapsed = [], 0.0
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_of(method: Reconstructor) -> torch.device:
+    return torch.device(getattr(method, "device", "cpu"))
+
+
+def reconstruct_volume(method: Reconstructor, samples: Sequence[Sample]
+                       ) -> tuple[list[torch.Tensor], list[float], list[float | None], list[int | None]]:
+    """Reconstruct every slice: images (physical units, CPU), seconds, peak memory (MB) and network
+    evaluations per slice (``method.last_nfe`` when the method reports it)."""
+    device = _device_of(method)
+    images, seconds, mems, nfes = [], [], [], []
     for s in samples:
-        t0 = time.perf_counter()
-        img = method.reconstruct(s)
-        elapsed += time.perf_counter() - t0
+        with PeakMemory(device) as pm:
+            _sync(device)
+            t0 = time.perf_counter()
+            img = method.reconstruct(s)
+            _sync(device)
+            seconds.append(time.perf_counter() - t0)
+        mems.append(pm.peak_mb)
+        nfes.append(getattr(method, "last_nfe", None))
         images.append(img.detach().abs().float().cpu() * s.meta.scale)
-    return images, elapsed / max(len(samples), 1)
+    return images, seconds, mems, nfes
 
 
-def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Sample], keep_images: bool = False
+def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Sample], keep_slice: int | None = None
                  ) -> VolumeResult:
-    """Reconstruct and score one volume; a failing method is recorded, not raised."""
+    """Reconstruct and score one volume. A failing method is recorded in ``error``, not raised."""
     m = samples[0].meta
     res = VolumeResult(method=method_name, file=m.file or "", mask=m.mask_type or "", accel=m.acceleration or 0.0,
-                       effective_accel=m.effective_acceleration or 0.0, n_slices=len(samples))
+                       effective_accel=float(np.mean([s.meta.effective_acceleration or 0.0 for s in samples])),
+                       n_slices=len(samples))
     try:
-        images, res.seconds_per_slice = reconstruct_volume(method, samples)
+        images, seconds, mems, nfes = reconstruct_volume(method, samples)
         target = torch.stack([s.target.abs().float().cpu() * s.meta.scale for s in samples])
         pred = torch.stack(images)
-        # fastMRI convention: score inside the reconstruction size (e.g. 320x320 of 640x368 k-space).
-        recon_size = m.extra.get("recon_size")
+        recon_size = m.extra.get("recon_size")  # fastMRI: score inside the reconstruction size
         if recon_size is not None:
             crop = clamp_crop_size(tuple(target.shape[-2:]), tuple(recon_size))
             target, pred = center_crop(target, crop), center_crop(pred, crop)
-            images = list(pred)
-        metrics = compute_metrics(target, pred)
-        res.psnr, res.ssim, res.nmse = (float(metrics[k]) for k in ("psnr", "ssim", "nmse"))
-        if keep_images:
-            res.images = [p.numpy() for p in images]
-    except Exception as exc:  # noqa: BLE001 -- recorded and reported, the run goes on
+        vol = compute_metrics(target, pred)
+        res.psnr, res.ssim, res.nmse = (float(vol[k]) for k in ("psnr", "ssim", "nmse"))
+        data_range = float(target.max())
+        for i, s in enumerate(samples):
+            sm = compute_metrics(target[i], pred[i], data_range=data_range)
+            res.slices.append(SliceResult(slice=int(s.meta.slice or i), psnr=float(sm["psnr"]),
+                                          ssim=float(sm["ssim"]), nmse=float(sm["nmse"]), seconds=seconds[i],
+                                          peak_mem_mb=mems[i], nfe=nfes[i]))
+        res.seconds_per_slice = float(np.mean(seconds))
+        known = [x for x in mems if x is not None]
+        res.peak_mem_mb = max(known) if known else None
+        res.nfe = nfes[-1]
+        if keep_slice is not None:
+            res.target, res.image = target[keep_slice].numpy(), pred[keep_slice].numpy()
+    except Exception as exc:  # noqa: BLE001 -- recorded and reported; the run goes on
         res.error = f"{type(exc).__name__}: {exc}"
-        res.images = []
+        res.slices = []
         traceback.print_exc()
     return res
 
@@ -83,8 +135,13 @@ def _std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if values.size > 1 else float("nan")
 
 
+def _mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
 def summarise(results: Iterable[VolumeResult]) -> list[dict]:
-    """Mean +- std per (method, mask, accel) over volumes that succeeded."""
+    """One row per (method, mask, accel): mean +- std over volumes that succeeded."""
     groups: dict[tuple, list[VolumeResult]] = {}
     for r in results:
         groups.setdefault((r.method, r.mask, r.accel), []).append(r)
@@ -95,15 +152,21 @@ def summarise(results: Iterable[VolumeResult]) -> list[dict]:
         def col(key: str, ok=ok) -> np.ndarray:
             return np.array([getattr(r, key) for r in ok], dtype=float)
 
+        mems = [r.peak_mem_mb for r in ok if r.peak_mem_mb is not None]
+        nfes = {r.nfe for r in ok if r.nfe is not None}
         rows.append({
             "method": method, "mask": mask, "accel": accel,
-            "effective_accel": float(np.mean([r.effective_accel for r in rs])),
-            "n": len(ok), "failed": len(rs) - len(ok),
-            "psnr_mean": float(col("psnr").mean()) if ok else float("nan"),
-            "psnr_std": _std(col("psnr")),
-            "ssim_mean": float(col("ssim").mean()) if ok else float("nan"),
-            "ssim_std": _std(col("ssim")),
-            "nmse_mean": float(col("nmse").mean()) if ok else float("nan"),
-            "seconds_mean": float(col("seconds_per_slice").mean()) if ok else float("nan"),
+            "effective_accel": _mean(np.array([r.effective_accel for r in rs], dtype=float)),
+            "n": len(ok), "n_slices": int(sum(r.n_slices for r in ok)), "failed": len(rs) - len(ok),
+            "psnr_mean": _mean(col("psnr")), "psnr_std": _std(col("psnr")),
+            "ssim_mean": _mean(col("ssim")), "ssim_std": _std(col("ssim")),
+            "nmse_mean": _mean(col("nmse")),
+            "seconds_mean": _mean(col("seconds_per_slice")),
+            "peak_mem_mb": max(mems) if mems else None,
+            "nfe": max(nfes) if nfes else None,
         })
     return rows
+
+
+def is_finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
