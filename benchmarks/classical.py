@@ -20,7 +20,8 @@ process start and reading the output. ``--threads`` (default 1) sets torch's, BA
 Methods: every registered classical method (``mrrecon.methods.available()`` whose factory lives in
 ``mrrecon.classical``, plus ``zero-filled``), with their defaults; the peers ``bart-pics`` (default: l1 wavelet with
 l1-wavelet's lam and iterations) and ``sigpy-l1wavelet``; and matched variants ``l1-wavelet:wavelet=db4`` (the
-alternative wavelet), ``bart-pics:regularizer=tv`` and ``bart-pics:regularizer=l2`` (same objectives as ``tv`` and ``cg-sense``).
+alternative wavelet), ``bart-pics:regularizer=tv`` and ``bart-pics:regularizer=l2`` (same objectives as ``tv``
+and ``cg-sense``).
 
 Usage:
     python benchmarks/classical.py [--data DIR] [--threads 1] [--methods a,b] [--out benchmarks/results/classical.json]

@@ -6,7 +6,7 @@ maps; ``A = M F`` for single-coil data without maps, see :mod:`mrrecon.physics.o
 * ``cg-sense``:   min_x 1/2 ||A x - y||^2 + lam/2 ||x||^2, i.e. (A^H A + lam I) x = A^H y by conjugate gradients
   (Pruessmann et al., MRM 46:638, 2001). Same objective as ``bart pics -l2 -r lam``.
 * ``l1-wavelet``: min_x 1/2 ||A x - y||^2 + lam ||Psi_d x||_1 with Psi an orthonormal 2-D DWT
-  (:mod:`mrrecon.classical.wavelets`, db2 by default, as BART) and Psi_d its detail bands (the coarsest approximation band is
+  (:mod:`mrrecon.classical.wavelets`, db2 by default) and Psi_d its detail bands (the coarsest approximation band is
   not penalised); complex coefficients are soft-thresholded on their modulus (Lustig et al., MRM 58:1182, 2007).
   Solved by FISTA (Beck & Teboulle, SIAM J Imaging Sci 2:183, 2009) with step 1/L, L = the largest eigenvalue of
   A^H A from a power iteration. Images whose size is not a multiple of 2^levels are reconstructed on a grid
