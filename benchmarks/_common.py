@@ -44,3 +44,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 30, wa
     return {name: {"median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v),
                    "page_faults_per_call": faults[name] / repeats, "repeats": repeats}
             for name, v in samples.items()}
+
+
+def slim_results(res: dict, command: str, **extra) -> dict:
+    """A benchmark's results.json without the per-slice rows: what benchmarks/results/*.json keep."""
+    keep = {k: res[k] for k in ("schema_version", "environment", "config", "elapsed_seconds", "methods", "summary",
+                                "volumes", "skipped", "errors")}
+    return {**keep, "command": command, **extra}

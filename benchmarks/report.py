@@ -48,14 +48,36 @@ def espirit_section(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_section(d: dict) -> str:
-    from mrrecon.eval.report import summary_table_markdown
+def benchmark_section(title: str, what: str):
+    def render(d: dict) -> str:
+        from mrrecon.eval.report import summary_table_markdown
 
-    return ("## Demo (embedded simulated data)\n\nCommand: `mrrecon demo` (defaults: 2 simulated T2 subjects x 2 "
-            "slices, 256x256, 8 coils, random1d masks, seed 0).\n\n" + summary_table_markdown(d["summary"]))
+        env = d.get("environment", {})
+        cmd = d.get("command") or env.get("command") or ""
+        lines = [f"## {title}\n", f"{what}\n", f"Command: `{cmd}`  \n"
+                 f"Machine: {env.get('processor')}, {env.get('cpu_count')} CPUs, {env.get('threads')} torch threads, "
+                 f"device {env.get('device')}; torch {env.get('torch')}. "
+                 f"Elapsed {d.get('elapsed_seconds', 0):.0f} s.\n",
+                 summary_table_markdown(d["summary"])]
+        if d.get("errors"):
+            lines.append("Errors: " + "; ".join(f"{e.get('method') or ''} {e.get('file')}: {e.get('error')}"
+                                               for e in d["errors"]) + "\n")
+        return "\n".join(lines)
+    return render
 
 
-SECTIONS = [("physics.json", physics_section), ("espirit_vs_bart.json", espirit_section), ("demo.json", demo_section)]
+SECTIONS = [
+    ("embedded.json", benchmark_section(
+        "Every method on held-out simulated subjects",
+        "`mrrecon benchmark` on the embedded simulator (subjects the shipped weights never saw); fastMRI-convention "
+        "metrics per volume, mean ± sample std over volumes.")),
+    ("shared.json", benchmark_section(
+        "Every method on the shared real data",
+        "`mrrecon benchmark --data benchmarks/shared-data.yaml`: the multi-coil brains and single-coil fastMRI slices "
+        "of the project's shared folder (not redistributed), retrospectively undersampled.")),
+    ("physics.json", physics_section),
+    ("espirit_vs_bart.json", espirit_section),
+]
 
 
 def main():
@@ -69,9 +91,8 @@ def main():
         p = Path(args.results) / name
         if p.is_file():
             parts.append(fn(json.loads(p.read_text())))
-    extra = sorted(Path(args.results).glob("*.md"))
-    for p in extra:  # sections other benchmarks render themselves (e.g. the classical suite)
-        parts.append(p.read_text())
+    parts.append("## Classical methods against BART and sigpy\n\nSee [results-classical.md](results-classical.md), "
+                 "written by `python benchmarks/classical.py`.\n")
     from mrrecon.utils.io import atomic_write_text
 
     atomic_write_text(args.out, "\n".join(parts))
