@@ -11,6 +11,7 @@ import torch
 import mrrecon.methods as methods
 from mrrecon.classical import peers
 from mrrecon.classical.sense import (
+    L1_WAVELET_DEFAULTS,
     SolverTrace,
     bart_scale,
     cg_sense,
@@ -295,11 +296,12 @@ def _first_iterate(args, lam):
     op = SenseOperator(maps, mask)
     b = op.A_adjoint(k)
     step = 1 / power_iteration(op.normal, b, iters=15)[0]
-    c = dwt2(step * b, "db4", 4)
+    wavelet = L1_WAVELET_DEFAULTS["wavelet"]  # the solver's default, which l1_wavelet used
+    c = dwt2(step * b, wavelet, 4)
     keep = detail_mask((64, 64), 4)
     mag = c.abs()
     shrunk = c * (1 - step * lam / mag.clamp_min(1e-30)).clamp_min(0)
-    return idwt2(torch.where(keep, shrunk, c), "db4", 4)
+    return idwt2(torch.where(keep, shrunk, c), wavelet, 4)
 
 
 def test_tv_admm_decreases_the_objective(sim):
