@@ -3,4 +3,4 @@
 Importing this package registers them as methods, in this order."""
 # ruff: noqa: I001  (the import order is the registration order)
 
-from mrrecon.classical import sense, peers  # noqa: F401
+from mrrecon.classical import sense, grappa, spirit, slr, peers  # noqa: F401
