@@ -214,5 +214,13 @@ def demo(out, subjects, size, coils, slices, contrast, mask_kind, accels, method
              seed=seed, echo=click.echo)
 
 
+def _add_train_command() -> None:
+    from mrrecon.train.cli import train_command
+
+    main.add_command(train_command)
+
+
+_add_train_command()
+
 if __name__ == "__main__":
     main()

@@ -7,5 +7,6 @@
 from mrrecon.methods.base import MethodInfo, Reconstructor, available, get_info, load, parse_method_spec, register
 from mrrecon.methods import zero_filled  # noqa: F401
 from mrrecon import classical  # noqa: F401
+from mrrecon.methods import unet, varnet  # noqa: F401
 
 __all__ = ["MethodInfo", "Reconstructor", "available", "get_info", "load", "parse_method_spec", "register"]

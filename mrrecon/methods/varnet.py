@@ -1,0 +1,178 @@
+"""``varnet``: the End-to-End Variational Network (Sriram et al., "End-to-End Variational Networks for
+Accelerated MRI Reconstruction", MICCAI 2020, arXiv:2004.06688).
+
+Cascade t (paper eq. 4) refines the multi-coil k-space estimate k^t:
+
+    k^{t+1} = k^t - eta_t M (k^t - y) - G(k^t),     G(k) = F E( CNN( R( F^-1 k ) ) ),
+
+* soft data consistency ``k - eta M (k - y)`` = ``mrrecon.physics.consistency.soft_dc(k, y, M, eta)`` with
+  a learned scalar eta_t per cascade (initialised to 1, unconstrained, as in the reference code);
+* ``E(x) = (S_1 x, ..., S_C x)`` expands an image into coil images, ``R(x_1..C) = sum_c conj(S_c) x_c``
+  reduces them (``SenseOperator.expand`` / ``.combine``); CNN is a ``NormUnet`` on the complex image;
+* the sensitivity maps S (eq. 5) come from a second ``NormUnet`` applied to every coil image of the ACS
+  region alone (the fully sampled centre found from the mask, other k-space zeroed), each output divided
+  by the RSS over coils, so sum_c |S_c|^2 = 1;
+* the output is the RSS over coils of F^-1 k^T (the fastMRI multi-coil target).
+
+Single-coil data (C = 1) run through the same network: the estimated "map" is then the unit-modulus phase
+of the ACS image, E and R multiply by it and its conjugate, and the output is |F^-1 k^T|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mrrecon.data.datasets import Batch
+from mrrecon.errors import ConfigError
+from mrrecon.methods.base import MethodInfo, register
+from mrrecon.methods.pretrained import LearnedReconstructor, PretrainedModel, from_pretrained
+from mrrecon.nn.unet import NormUnet
+from mrrecon.physics.coils import rss
+from mrrecon.physics.consistency import soft_dc
+from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.operators import SenseOperator
+
+DEFAULT_WEIGHTS = "varnet-small"
+
+
+@dataclass
+class VarNetConfig:
+    """fastMRI defaults (``fastmri/pl_modules/varnet_module.py``; the paper's 12-cascade model)."""
+
+    num_cascades: int = 12
+    chans: int = 18  # first-layer channels of each cascade's U-Net
+    pools: int = 4
+    sens_chans: int = 8  # sensitivity-map U-Net
+    sens_pools: int = 4
+    dc_weight_init: float = 1.0
+    # False: the reference code. True: both U-Net modules are residual with zero-initialised last layers
+    # (cascade CNN(x) = U(norm(x)) std, no mean added back; maps = normalise(x_acs + U(norm(x_acs)) std)), so an
+    # untrained VarNet returns the zero-filled k-space with the classic ACS-image / RSS maps and every module
+    # learns a correction. Trains much faster on small budgets (docs/training.md).
+    residual: bool = False
+
+
+def acs_mask(mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """The fully sampled centre block of each mask in a batch, as a bool ``(B, 1, H, W)`` mask.
+
+    Along W: the widest run of sampled columns symmetric about the centre column W // 2 (the run of the
+    centre row for 2-D masks), i.e. 2 min(left, right) columns where left/right count consecutive sampled
+    columns on either side (the fastMRI ``num_low_frequencies`` rule, made robust to a fully sampled side).
+    Along H: all rows for 1-D masks ``(B, 1, 1, W)``; for 2-D masks the same rule on the centre column.
+    At least the centre sample is kept.
+    """
+    h, w = shape
+    m = mask.to(torch.bool)
+    if m.ndim == 3:
+        m = m.unsqueeze(0)
+    b = m.shape[0]
+    m = m.reshape(b, m.shape[-2], m.shape[-1])
+    centre_row = m[:, m.shape[-2] // 2, :].expand(b, w) if m.shape[-2] > 1 else m[:, 0, :].expand(b, w)
+    cols = _symmetric_run(centre_row, w)
+    rows = torch.full_like(cols, h) if m.shape[-2] == 1 else _symmetric_run(m[:, :, w // 2].expand(b, h), h)
+    ri = torch.arange(h, device=m.device).view(1, h, 1)
+    ci = torch.arange(w, device=m.device).view(1, 1, w)
+    r0, c0 = (h // 2 - rows // 2).view(b, 1, 1), (w // 2 - cols // 2).view(b, 1, 1)
+    block = (ri >= r0) & (ri < r0 + rows.view(b, 1, 1)) & (ci >= c0) & (ci < c0 + cols.view(b, 1, 1))
+    return block.unsqueeze(1)
+
+
+def _symmetric_run(line: torch.Tensor, n: int) -> torch.Tensor:
+    """Per row of ``line`` (B, n) bool: the length of the sampled run centred on index n // 2."""
+    c = n // 2
+    right = torch.cumprod(line[:, c:].to(torch.int32), dim=1).sum(dim=1)  # includes the centre
+    left = torch.cumprod(line[:, :c].flip(1).to(torch.int32), dim=1).sum(dim=1)
+    run = 2 * torch.minimum(left, right)
+    # A lone sampled centre (or a one-sided run) still calibrates from the centre sample.
+    return torch.where(run > 0, run, torch.ones_like(run))
+
+
+class SensitivityModel(nn.Module):
+    """Coil sensitivities from the ACS: NormUnet on each ACS-only coil image, normalised by the RSS.
+
+    ``residual=True``: maps = normalise(x + NormUnet(x)) with a zero-initialised residual NormUnet, so the
+    untrained model returns the low-resolution ACS coil images divided by their RSS."""
+
+    def __init__(self, chans: int, pools: int, eps: float = 1e-12, residual: bool = False):
+        super().__init__()
+        self.norm_unet = NormUnet(chans, pools, residual=residual)
+        self.residual = residual
+        self.eps = eps
+
+    def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = kspace.shape
+        acs = acs_mask(mask, (h, w))
+        images = ifft2c(kspace * acs).reshape(b * c, h, w)
+        maps = self.norm_unet(images)
+        if self.residual:
+            maps = images + maps
+        maps = maps.reshape(b, c, h, w)
+        return maps / rss(maps, dim=1).unsqueeze(1).clamp_min(self.eps)
+
+
+class VarNetCascade(nn.Module):
+    """One cascade: soft DC with a learned weight minus the CNN refinement in coil-image space."""
+
+    def __init__(self, chans: int, pools: int, dc_weight_init: float = 1.0, residual: bool = False):
+        super().__init__()
+        self.regulariser = NormUnet(chans, pools, residual=residual)
+        self.dc_weight = nn.Parameter(torch.tensor([float(dc_weight_init)]))
+
+    def data_consistency(self, k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """k - eta M (k - y): measured samples move a fraction eta toward y (eta = 1 replaces them)."""
+        return soft_dc(k, y, mask, self.dc_weight)
+
+    def refinement(self, k: torch.Tensor, op: SenseOperator) -> torch.Tensor:
+        """G(k) = F E(CNN(R(F^-1 k)))."""
+        image = op.combine(ifft2c(k))
+        return fft2c(op.expand(self.regulariser(image)))
+
+    def forward(self, k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, op: SenseOperator) -> torch.Tensor:
+        return self.data_consistency(k, y, mask) - self.refinement(k, op)
+
+
+class VarNetModel(PretrainedModel):
+    """E2E-VarNet: sensitivity network + ``num_cascades`` cascades; (B, C, H, W) k-space -> (B, H, W) RSS."""
+
+    model_type = "varnet"
+    config_class = VarNetConfig
+
+    def __init__(self, config: VarNetConfig | dict | None = None):
+        super().__init__(config)
+        c = self.config
+        if c.num_cascades < 0 or min(c.chans, c.pools, c.sens_chans, c.sens_pools) < 1:
+            raise ConfigError(f"varnet config needs num_cascades >= 0 and positive widths / depths; got {c}")
+        self.sens_net = SensitivityModel(c.sens_chans, c.sens_pools, residual=c.residual)
+        self.cascades = nn.ModuleList([VarNetCascade(c.chans, c.pools, c.dc_weight_init, c.residual)
+                                       for _ in range(c.num_cascades)])
+
+    def forward(self, kspace: torch.Tensor, mask: torch.Tensor, return_maps: bool = False):
+        """kspace: (B, C, H, W) undersampled (zeros where not measured); mask broadcastable to it."""
+        maps = self.sens_net(kspace, mask)
+        op = SenseOperator(maps, mask)
+        k = kspace
+        for cascade in self.cascades:
+            k = cascade(k, kspace, mask, op)
+        image = rss(ifft2c(k), dim=1)
+        return (image, maps) if return_maps else image
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        return self(batch.kspace, batch.mask)
+
+
+def _build(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LearnedReconstructor:
+    model = from_pretrained(checkpoint or DEFAULT_WEIGHTS, device=device, expected_type="varnet")
+    return LearnedReconstructor(model, "varnet", device)
+
+
+register(MethodInfo(
+    name="varnet",
+    factory=_build,
+    description="E2E-VarNet: cascades of U-Net refinement with learned soft DC and an ACS sensitivity network.",
+    needs_weights=True,
+    default_weights=DEFAULT_WEIGHTS,
+    paper="Sriram et al., End-to-End Variational Networks for Accelerated MRI Reconstruction, MICCAI 2020",
+))

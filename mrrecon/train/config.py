@@ -1,0 +1,345 @@
+"""Training configuration: typed dataclasses loaded from YAML, overridden with ``key.path=value``.
+
+A config file has five sections (every key optional; defaults below, documented in docs/training.md):
+
+.. code-block:: yaml
+
+    name: unet-small
+    model: {type: unet, params: {chans: 16, num_pool_layers: 3}}
+    data:  {source: simulated, crop: [128, 128], mask_kinds: [random1d], accelerations: [4, 8], ...}
+    optim: {name: adam, lr: 1.0e-3, scheduler: cosine, warmup_steps: 50, ...}
+    train: {max_steps: 2000, batch_size: 4, ema_decay: 0.999, checkpoint_every: 500, out_dir: runs/unet-small}
+
+``load_config(path, overrides=["optim.lr=1e-4", "train.max_steps=10"])`` reads the file, applies the
+overrides (values parsed as YAML scalars or lists: ``data.accelerations=[4,8]``), checks every key and
+type, and returns a :class:`TrainConfig`. Unknown keys are errors naming the valid ones (a typo must not
+silently train with a default). ``save_config`` writes the resolved config as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrrecon.errors import ConfigError
+from mrrecon.utils.io import atomic_write_text
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SimulationConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+@dataclass
+class ModelConfig:
+    """Which network (``type``: a PretrainedModel type such as ``unet`` or ``varnet``) and its config."""
+
+    type: str = "unet"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SimulationConfig:
+    """The embedded simulator's training and validation sets (``data.source: simulated``).
+
+    Train subjects use ``seed``, validation subjects ``val_seed`` (different subjects: the simulator derives
+    each subject's seed from (seed, index)). The files are generated once into ``data.cache_dir``.
+    """
+
+    subjects: int = 32
+    val_subjects: int = 4
+    size: int = 256
+    coils: int = 8
+    contrasts: list[str] = field(default_factory=lambda: ["T1", "T2", "PD", "FLAIR"])
+    slices: int = 2
+    val_slices: int = 1
+    seed: int = 0
+    val_seed: int = 1
+    noise_level: float = 0.03
+
+
+@dataclass
+class DataConfig:
+    """Where slices come from and how they are undersampled and augmented.
+
+    source: ``simulated`` (generate/cache with the simulator), ``fastmri`` (folders of fastMRI h5 files:
+        ``train_path``, ``val_path``) or ``paired`` (multi-contrast pairs; ``target_contrast``,
+        ``reference_contrast``; adds the fully sampled reference image to each sample).
+    mask_kinds / accelerations: one (kind, acceleration) pair is drawn per training batch, uniformly from
+        all combinations; every sample of the batch gets its own random mask of that kind.
+    crop: [h, w] image-domain crop of the fully sampled coil images before undersampling (random position
+        when ``random_crop``; centred otherwise), "recon" (the header's recon size) or null.
+    flip: random left-right and up-down flips (each with probability 1/2) of the coil images.
+    val_*: the held-out split, scored with fixed masks per (file, slice) at every (kind, acceleration).
+    """
+
+    source: str = "simulated"
+    train_path: str | None = None
+    val_path: str | None = None
+    cache_dir: str = "runs/cache/simulated"
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    target_contrast: str | None = None
+    reference_contrast: str | None = None
+    mask_kinds: list[str] = field(default_factory=lambda: ["random1d"])
+    accelerations: list[float] = field(default_factory=lambda: [4.0, 8.0])
+    center_fraction: float | None = None
+    crop: Any = None  # [h, w] | "recon" | None
+    random_crop: bool = True
+    flip: bool = True
+    num_workers: int = 0
+    val_mask_kinds: list[str] | None = None  # default: mask_kinds
+    val_accelerations: list[float] | None = None  # default: accelerations
+    val_crop: Any = None
+    val_max_volumes: int | None = None
+    val_max_slices: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule (per optimiser step).
+
+    name: adam | adamw | rmsprop | sgd. scheduler: constant | cosine (to ``min_lr_ratio * lr`` at max_steps)
+    | step (multiply by ``gamma`` every ``step_size`` steps); all after ``warmup_steps`` of linear warm-up.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    momentum: float = 0.0
+    scheduler: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    step_size: int = 1000
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainingConfig:
+    """The loop: steps, batch, precision, EMA, clipping, logging, checkpoints.
+
+    One *step* is one optimiser update on ``batch_size * grad_accum * num_processes`` samples.
+    ``val_every`` = 0 validates at the end of every epoch (one pass over the training slices), N > 0 every
+    N steps; -1 never (except at the end). ``ema_decay`` = 0 disables EMA.
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 4
+    grad_accum: int = 1
+    loss: str = "l1"
+    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU); forced to "no" on CPU
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t))
+    seed: int = 0
+    val_every: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    select_metric: str = "psnr"  # psnr | ssim: validation metric that picks the best checkpoint
+    log_every: int = 10  # TensorBoard / console; the CSV gets every step
+    out_dir: str = "runs/train"
+    threads: int = 0  # torch.set_num_threads when > 0
+    progress: bool = True
+    tensorboard: bool = True
+    deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
+    cpu: bool = False  # force CPU even with a GPU
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration."""
+
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checks
+# --------------------------------------------------------------------------------------------------
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Check (and lightly coerce: int -> float, tuple -> list) ``value`` against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
+    if dataclasses.is_dataclass(tp):
+        return config_from_dict(tp, value, where)
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            value = [value]  # a scalar where a list is expected: a one-element list
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type, values: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a (nested) dict, checking keys and types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {names}")
+    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict (YAML/JSON-serialisable) of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key.path=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+    return key.split("."), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Set ``a.b.c=value`` items in a nested dict (in place; returned). Missing sections are created and
+    checked later against the dataclasses."""
+    for item in overrides or ():
+        path, value = _parse_override(item)
+        node = values
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from ``base``/defaults), apply overrides, validate, return it."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        values = loaded or {}
+    elif base is not None:
+        values = yaml.safe_load(yaml.safe_dump(base))  # deep copy
+    values = apply_overrides(values, list(overrides))
+    config = config_from_dict(TrainConfig, values, "")
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Checks that need more than one field or a fixed set of choices."""
+    t, o, d = config.train, config.optim, config.data
+    choices = {
+        "data.source": (d.source, ("simulated", "fastmri", "paired")),
+        "optim.name": (o.name, ("adam", "adamw", "rmsprop", "sgd")),
+        "optim.scheduler": (o.scheduler, ("constant", "cosine", "step")),
+        "train.mixed_precision": (t.mixed_precision, ("no", "fp16", "bf16")),
+        "train.select_metric": (t.select_metric, ("psnr", "ssim")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)}; got {value!r}")
+    positive = {"train.max_steps": t.max_steps, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1; got {value}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1); got {t.ema_decay}")
+    if o.lr <= 0:
+        raise ConfigError(f"optim.lr must be > 0; got {o.lr}")
+    if d.crop is not None and d.crop != "recon":
+        if not (isinstance(d.crop, list) and len(d.crop) == 2 and all(isinstance(c, int) and c > 0 for c in d.crop)):
+            raise ConfigError(f"data.crop must be [h, w], 'recon' or null; got {d.crop!r}")
+    if d.source in ("fastmri", "paired") and not d.train_path:
+        raise ConfigError(f"data.source={d.source!r} needs data.train_path")
+    if d.source == "paired" and not (d.target_contrast and d.reference_contrast):
+        raise ConfigError("data.source='paired' needs data.target_contrast and data.reference_contrast")
+    if not d.mask_kinds or not d.accelerations:
+        raise ConfigError("data.mask_kinds and data.accelerations must not be empty")
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    return atomic_write_text(path, text)

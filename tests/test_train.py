@@ -1,0 +1,366 @@
+"""Training machinery: configs, checkpoints (no pickle), exact resume, EMA, data order, logs, CLI, 2 processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from mrrecon.errors import ConfigError
+from mrrecon.physics.coils import rss
+from mrrecon.physics.fft import ifft2c
+from mrrecon.train import checkpoint as ckpt
+from mrrecon.train.config import TrainConfig, load_config, save_config
+from mrrecon.train.data import EpochBatchSampler, build_training_slices, prepare_simulated
+from mrrecon.train.ema import EMA
+from mrrecon.train.trainer import lr_factor, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny",
+    "model": {"type": "unet", "params": {"chans": 4, "num_pool_layers": 2, "drop_prob": 0.1}},
+    "data": {"simulation": {"subjects": 2, "val_subjects": 1, "size": 48, "coils": 3, "contrasts": ["T2"],
+                            "slices": 2, "val_slices": 1},
+             "crop": [32, 32], "accelerations": [4]},
+    "optim": {"lr": 3e-3, "warmup_steps": 2},
+    "train": {"max_steps": 8, "batch_size": 2, "checkpoint_every": 3, "progress": False, "ema_decay": 0.9,
+              "tensorboard": False},
+}
+
+
+def tiny_config(tmp_path: Path, out: str, *overrides: str) -> TrainConfig:
+    return load_config(None, [f"data.cache_dir={tmp_path / 'cache'}", f"train.out_dir={tmp_path / out}", *overrides],
+                       base=TINY)
+
+
+def train_losses(run: Path) -> list[float]:
+    with open(run / "train_log.csv", newline="") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_seed_and_threads):
+    """One intra-op thread: on a shared 2-core machine two threads can be 100x slower for these tiny models."""
+    torch.set_num_threads(1)
+
+# --------------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------------
+def test_config_load_override_and_save_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    cfg = load_config(path, ["optim.lr=1e-4", "data.accelerations=[4, 8]", "train.max_steps=5",
+                             "model.params.chans=6", "data.crop=null"])
+    assert cfg.optim.lr == pytest.approx(1e-4) and isinstance(cfg.optim.lr, float)  # "1e-4" is a str in YAML 1.1
+    assert cfg.data.accelerations == [4.0, 8.0]
+    assert cfg.train.max_steps == 5 and cfg.model.params["chans"] == 6 and cfg.data.crop is None
+    assert cfg.data.simulation.size == 48  # nested dataclass kept
+    assert cfg.train.loss == "l1"  # default filled in
+    save_config(cfg, tmp_path / "resolved.yaml")
+    again = load_config(tmp_path / "resolved.yaml")
+    assert again == cfg
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["optim.lrr=1"], "unknown key"),
+    (["train.max_steps=ten"], "expected an integer"),
+    (["train.max_steps=0"], "max_steps must be >= 1"),
+    (["optim.scheduler=linear"], "optim.scheduler must be one of"),
+    (["data.crop=[32]"], "data.crop"),
+    (["novalue"], "key.path=value"),
+])
+def test_config_rejects_bad_values(tmp_path, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, bad, base=TINY)
+
+
+def test_shipped_configs_load():
+    for name in ("unet-small", "unet-paper", "varnet-small", "varnet-paper"):
+        cfg = load_config(REPO / "configs" / f"{name}.yaml")
+        assert cfg.model.type in ("unet", "varnet") and cfg.name == name
+
+
+# --------------------------------------------------------------------------------------------------
+# schedule, EMA
+# --------------------------------------------------------------------------------------------------
+def test_lr_schedules():
+    cfg = load_config(None, ["optim.warmup_steps=10", "optim.min_lr_ratio=0.1"], base=TINY)
+    o = cfg.optim
+    assert lr_factor(0, optim=o, max_steps=110) == pytest.approx(0.1)  # (0 + 1) / 10
+    assert lr_factor(9, optim=o, max_steps=110) == pytest.approx(1.0)
+    assert lr_factor(10, optim=o, max_steps=110) == pytest.approx(1.0)  # cosine starts at 1
+    assert lr_factor(60, optim=o, max_steps=110) == pytest.approx(0.1 + 0.9 * 0.5)  # half way
+    assert lr_factor(110, optim=o, max_steps=110) == pytest.approx(0.1)
+    o.scheduler, o.step_size, o.gamma = "step", 20, 0.5
+    assert lr_factor(10 + 45, optim=o, max_steps=110) == pytest.approx(0.25)
+
+
+def test_ema_update_math():
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        model.bias.fill_(0.0)
+    ema = EMA(model, decay=0.9, warmup=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[3.0, 6.0]]))
+        model.bias.fill_(10.0)
+    ema.update(model)
+    # shadow = 0.9 * old + 0.1 * new
+    assert torch.allclose(ema.shadow["weight"], torch.tensor([[1.2, 2.4]]))
+    assert torch.allclose(ema.shadow["bias"], torch.tensor([1.0]))
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], torch.tensor([[0.9 * 1.2 + 0.3, 0.9 * 2.4 + 0.6]]))
+    # warm-up: d_t = min(decay, (1 + t) / (10 + t)) -> 2/11 for the first update
+    warm = EMA(model, decay=0.999, warmup=True)
+    assert warm.current_decay() == pytest.approx(2 / 11)
+    with torch.no_grad():
+        model.bias.fill_(21.0)
+    warm.update(model)
+    assert float(warm.shadow["bias"]) == pytest.approx(2 / 11 * 10 + 9 / 11 * 21)
+    # swapped_in restores the raw weights afterwards
+    with warm.swapped_in(model):
+        assert float(model.bias.detach()) == pytest.approx(float(warm.shadow["bias"]))
+    assert float(model.bias.detach()) == 21.0
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoint primitives
+# --------------------------------------------------------------------------------------------------
+def test_optimizer_and_rng_state_round_trip_without_pickle(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.8, 0.95))
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(5, 3)).pow(2).mean().backward()
+        opt.step()
+    ckpt.save_optimizer_state(tmp_path, opt)
+    opt2 = torch.optim.Adam(model.parameters(), lr=1.0)
+    ckpt.load_optimizer_state(tmp_path, opt2)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s2["param_groups"] == s1["param_groups"]
+    assert isinstance(s2["param_groups"][0]["betas"], tuple)
+    for pid, entries in s1["state"].items():
+        for name, value in entries.items():
+            assert torch.equal(s2["state"][pid][name], value)
+    # The files are safetensors + JSON: no pickle protocol marker anywhere.
+    for f in tmp_path.iterdir():
+        assert not f.read_bytes().startswith(b"\x80"), f
+
+    np.random.seed(3)
+    import random
+
+    random.seed(4)
+    tensors, meta = ckpt.get_rng_state()
+    ckpt.write_tensors(tmp_path / "rng.safetensors", tensors)
+    ckpt.write_json(tmp_path / "rng.json", meta)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    ckpt.set_rng_state(ckpt.read_tensors(tmp_path / "rng.safetensors"), ckpt.load_json(tmp_path / "rng.json"))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+# --------------------------------------------------------------------------------------------------
+# data order
+# --------------------------------------------------------------------------------------------------
+def test_batch_sampler_is_seeded_sharded_and_resumable():
+    combos = [("random1d", 4.0), ("random1d", 8.0)]
+    full = list(EpochBatchSampler(20, 3, combos, seed=1))
+    assert len(full) == 6 and all(len(b) == 3 for b in full)
+    assert list(EpochBatchSampler(20, 3, combos, seed=1)) == full  # same seed, same order
+    assert list(EpochBatchSampler(20, 3, combos, seed=2)) != full
+    indices = [k[0] for b in full for k in b]
+    assert len(set(indices)) == 18  # no repeats within an epoch
+    assert all(len({k[1:3] for k in b}) == 1 for b in full)  # one (kind, acceleration) per batch
+    many = list(EpochBatchSampler(60, 3, combos, seed=1))
+    assert {b[0][1:3] for b in many} == set(combos)  # both settings drawn over 20 batches
+    # Two processes split the epoch's batches; together they are the one-process epoch.
+    r0, r1 = (list(EpochBatchSampler(20, 3, combos, seed=1, rank=r, world=2)) for r in (0, 1))
+    assert [b for pair in zip(r0, r1, strict=True) for b in pair] == full
+    # Resume inside an epoch: the rest of the same batches.
+    s = EpochBatchSampler(20, 3, combos, seed=1)
+    s.set_epoch(0, start=4)
+    assert list(s) == full[4:]
+    s.set_epoch(1)
+    assert list(s) != full
+
+
+def test_training_slices_augment_and_mask(tmp_path):
+    cfg = tiny_config(tmp_path, "unused", "data.flip=true")
+    splits = prepare_simulated(cfg.data)
+    assert len(splits.train) == 2 and len(splits.val) == 1
+    assert prepare_simulated(cfg.data).folder == splits.folder  # cached: found, not regenerated
+    ds = build_training_slices(cfg.data, seed=0, files=splits.train)
+    a = ds[(1, "random1d", 4.0, 0)]
+    assert a.kspace.shape == (3, 32, 32) and a.target.shape == (32, 32)
+    # normalised by the zero-filled peak: the zero-filled image of the stored k-space peaks at exactly 1
+    assert a.meta.scale > 0 and float(rss(ifft2c(a.kspace)).max()) == pytest.approx(1.0, rel=1e-5)
+    again = ds[(1, "random1d", 4.0, 0)]
+    assert torch.equal(a.kspace, again.kspace)  # a function of (seed, epoch, index)
+    other_epoch = ds[(1, "random1d", 4.0, 1)]
+    assert not torch.equal(a.kspace, other_epoch.kspace)
+    eight = ds[(1, "random1d", 8.0, 0)]
+    assert eight.meta.effective_acceleration > a.meta.effective_acceleration
+    # the k-space is the undersampled transform of the target's coil images: zero outside the mask
+    assert torch.all(a.kspace[..., ~a.mask[0, 0]] == 0)
+
+
+def test_paired_training_slices_share_crop_and_flips(tmp_path):
+    from mrrecon.data.simulate import simulate_dataset
+    from mrrecon.train.data import build_validation_set
+
+    simulate_dataset(tmp_path / "pairs", subjects=2, size=48, coils=2, contrasts=("T1", "T2"), slices=1)
+    cfg = load_config(None, ["data.source=paired", f"data.train_path={tmp_path / 'pairs'}",
+                             f"data.val_path={tmp_path / 'pairs'}", "data.target_contrast=T2",
+                             "data.reference_contrast=T1", "data.crop=[24, 24]"], base=TINY)
+    ds = build_training_slices(cfg.data, seed=0)
+    assert len(ds) == 2
+    s = ds[(0, "random1d", 4.0, 3)]
+    assert s.reference is not None and s.reference.shape == (24, 24) and float(s.reference.max()) == 1.0
+    # the reference went through the same crop and flips: it equals the T1 image cut at the same box
+    from mrrecon.data.fastmri import FastMRIFile
+
+    t1 = rss(ifft2c(FastMRIFile(tmp_path / "pairs" / "sub000_T1.h5").kspace(0)))
+    (r0, c0), (fh, fw) = s.meta.extra["crop_box"], s.meta.extra["flips"]
+    ref = t1[r0:r0 + 24, c0:c0 + 24]
+    ref = ref.flip(-2) if fh else ref
+    ref = ref.flip(-1) if fw else ref
+    assert torch.allclose(s.reference, ref / ref.max(), atol=1e-5)
+    val = build_validation_set(cfg.data, seed=0)
+    assert val is not None and all(v[0].reference is not None for vols in val.volumes.values() for v in vols)
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop: checkpoints, resume, logs
+# --------------------------------------------------------------------------------------------------
+def test_training_writes_checkpoints_and_resume_repeats_the_loss_curve(tmp_path):
+    full = train(tiny_config(tmp_path, "full"))
+    assert full.step == 8 and len(full.losses) == 8
+    run = tmp_path / "full"
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
+    assert ckpts == ["step-0000006", "step-0000008"]  # every 3 steps + the end, 2 kept
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000008"
+    c = run / "checkpoints" / "step-0000008"
+    assert (c / "train_config.yaml").is_file() and load_config(c / "train_config.yaml").train.max_steps == 8
+    for name in ("weights", "ema", "optimizer", "rng-rank0"):
+        load_file(str(c / "trainer" / f"{name}.safetensors"))  # safetensors, not pickle
+    state = json.loads((c / "trainer" / "state.json").read_text())
+    assert state["step"] == 8 and state["ema_updates"] == 8
+    # the evaluation weights of a checkpoint are the EMA weights
+    ema = load_file(str(c / "trainer" / "ema.safetensors"))
+    evalw = load_file(str(c / "model.safetensors"))
+    raw = load_file(str(c / "trainer" / "weights.safetensors"))
+    assert all(torch.equal(ema[k], evalw[k]) for k in ema)
+    assert any(not torch.equal(raw[k], evalw[k]) for k in raw)
+    # exports and logs
+    for d in ("final", "best"):
+        names = {p.name for p in (run / d).iterdir()}
+        assert {"config.json", "model.safetensors", "README.md", "train_config.yaml"} <= names
+    val_rows = list(csv.DictReader(open(run / "val_log.csv")))
+    assert [int(r["step"]) for r in val_rows] == [2, 4, 6, 8]  # every epoch (2 steps)
+    assert all(np.isfinite(float(r["psnr"])) and 0 < float(r["ssim"]) <= 1 for r in val_rows)
+    assert "PSNR" in (run / "final" / "README.md").read_text()
+
+    # "killed" after step 5 (last checkpoint at step 3: steps 4 and 5 are lost), then resumed
+    part = train(tiny_config(tmp_path, "resumed"), stop_after=5)
+    assert part.stopped_early and part.step == 5
+    assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text().strip() == "step-0000003"
+    rest = train(tiny_config(tmp_path, "resumed"), resume=True)
+    assert rest.losses == pytest.approx(full.losses[3:], abs=1e-6, rel=0)
+    assert train_losses(tmp_path / "resumed") == pytest.approx(train_losses(run), abs=1e-6, rel=0)
+    a = load_file(str(run / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # a fresh run into a folder with checkpoints is refused (no silent overwrite)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_config(tmp_path, "full"))
+
+
+def test_cli_trains_and_reports(tmp_path):
+    from click.testing import CliRunner
+
+    from mrrecon.train.cli import train_command
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    res = CliRunner().invoke(train_command, [str(path), "--set", f"data.cache_dir={tmp_path / 'cache'}",
+                                             "--set", "train.max_steps=2", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert "trained 2 steps" in res.output
+    assert (tmp_path / "cli" / "final" / "model.safetensors").is_file()
+    bad = CliRunner().invoke(train_command, [str(path), "--set", "optim.nope=1"])
+    assert bad.exit_code != 0
+
+
+@pytest.mark.slow
+def test_two_process_cpu_run_writes_one_checkpoint(tmp_path):
+    """Two CPU processes (gloo) through ``accelerate launch``: a few steps, one checkpoint with both ranks' RNG.
+
+    accelerate 1.x runs ``--cpu`` as a single process unless MPI is configured; ``--multi_gpu`` starts the
+    processes with torch.distributed.run, and on a machine without CUDA (or with ``train.cpu=true``) each
+    builds a CPU Accelerator that joins a gloo process group."""
+    import socket
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           "-m", "mrrecon.train", str(path), "--set", f"data.cache_dir={tmp_path / 'cache'}",
+           "--set", "train.max_steps=3", "--set", "train.checkpoint_every=100", "--set", "train.cpu=true",
+           "--set", "data.simulation.subjects=4", "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout + proc.stderr
+    run = tmp_path / "ddp"
+    ckpts = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-")]
+    assert ckpts == ["step-0000003"]
+    trainer_dir = run / "checkpoints" / "step-0000003" / "trainer"
+    assert (trainer_dir / "rng-rank0.safetensors").is_file() and (trainer_dir / "rng-rank1.safetensors").is_file()
+    state = json.loads((trainer_dir / "state.json").read_text())
+    assert state["world_size"] == 2 and state["samples_seen"] == 3 * 2 * 2
+    assert len(train_losses(run)) == 3
+    assert (run / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_with_the_same_loss_curve(tmp_path):
+    """A real kill (SIGKILL at an arbitrary moment, possibly mid-checkpoint), then --resume."""
+    import signal
+    import time
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    common = ["--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.max_steps=150",
+              "--set", "train.checkpoint_every=2", "--set", "train.val_every=-1"]
+    reference = train(load_config(path, [o for o in common if o != "--set"] + [f"train.out_dir={tmp_path / 'ref'}"]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "mrrecon.train", str(path), *common, "--out", str(tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if latest.is_file() and latest.read_text().strip() >= "step-0000010":
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step" in resumed.stdout + resumed.stderr
+    assert train_losses(tmp_path / "killed") == pytest.approx(reference.losses, abs=1e-6, rel=0)
