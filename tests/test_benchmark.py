@@ -127,7 +127,8 @@ def test_inline_options_and_manifest(tmp_path, shared_data):
 
 
 def test_reports_render_from_a_tiny_results_file(tmp_path):
-    row = dict(method="zero-filled", mask="random1d", accel=4.0, effective_accel=4.1, n=2, n_slices=2, failed=0,
+    row = dict(method="zero-filled", mask="random1d", accel=4.0, data="multi-coil", effective_accel=4.1, n=2,
+               n_slices=2, failed=0,
                psnr_mean=30.0, psnr_std=1.0, ssim_mean=0.8, ssim_std=0.01, nmse_mean=0.01, seconds_mean=0.01,
                peak_mem_mb=3.0, nfe=None)
     better = dict(row, method="cg-sense", psnr_mean=32.5, seconds_mean=0.5)
@@ -139,7 +140,7 @@ def test_reports_render_from_a_tiny_results_file(tmp_path):
              "target": img, "images": {"zero-filled": img * 0.9, "cg-sense": img}}]
     write_reports(tmp_path, results, figs)
     md = (tmp_path / "report.md").read_text()
-    assert "| cg-sense | random1d | 4 | 4.10 | 2 | **32.50 ± 1.00** |" in md
+    assert "| multi-coil | cg-sense | random1d | 4 | 4.10 | 2 | **32.50 ± 1.00** |" in md
     assert "bad.h5" in md and "grappa" in md and "psnr_vs_time.png" in md
     page = (tmp_path / "report.html").read_text()
     assert page.count("<table>") == 1 and page.count("data:image/png;base64,") == 2
@@ -150,6 +151,6 @@ def test_cli_benchmark(sim, tmp_path):
     res = CliRunner().invoke(main, ["benchmark", "--data", str(sim / "sub000_PD.h5"), "--methods", "zero-filled",
                                     "--accels", "4", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "| zero-filled | random1d | 4 |" in res.output and (tmp_path / "report.html").is_file()
+    assert "| multi-coil | zero-filled | random1d | 4 |" in res.output and (tmp_path / "report.html").is_file()
     res = CliRunner().invoke(main, ["benchmark", "--data", str(sim), "--methods", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown method" in res.output

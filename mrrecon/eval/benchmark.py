@@ -13,7 +13,8 @@ that cannot be read, is recorded (file, method, error) and the run goes on; ``re
 - ``runs``: one row per method x file x slice x mask x accel: method, file, mask, accel, effective_accel,
   slice, psnr, ssim, nmse (per slice, data range = max of the target volume), seconds, peak_mem_mb, nfe, error.
 - ``volumes``: one row per method x file x mask x accel with the volume metrics (fastMRI convention).
-- ``summary``: one row per method x mask x accel: method, mask, accel, effective_accel, n (volumes), n_slices,
+- ``summary``: one row per data kind x method x mask x accel: method, mask, accel, data ("multi-coil" or
+  "single-coil", never pooled), effective_accel, n (volumes), n_slices,
   failed, psnr_mean, psnr_std, ssim_mean, ssim_std, nmse_mean, seconds_mean, peak_mem_mb, nfe.
 - ``methods``: per method spec: description, parameters (learned models), options.
 - ``skipped``: method x file combinations not run, with the reason. ``errors``: file/method failures.

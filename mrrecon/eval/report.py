@@ -30,7 +30,7 @@ def _fmt(v, nd: int) -> str:
 def _groups(rows: Sequence[dict]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for r in rows:
-        out.setdefault((r["mask"], r["accel"]), []).append(r)
+        out.setdefault((r.get("data", ""), r["mask"], r["accel"]), []).append(r)
     return out
 
 
@@ -60,14 +60,14 @@ def _cells(r: dict, best: dict[str, float]) -> list[tuple[str, bool]]:
 
 def summary_table_markdown(rows: Sequence[dict]) -> str:
     """Markdown table of summary rows, grouped by (mask, accel); the best value per column is bold."""
-    lines = ["| method | mask | accel | effective | n | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |",
-             "|---|---|---|---|---|" + "---|" * len(COLUMNS)]
-    for (_mask, _accel), rs in _groups(rows).items():
+    lines = ["| data | method | mask | accel | effective | n | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for _key, rs in _groups(rows).items():
         best = _best(rs)
         for r in rs:
             cells = [f"**{t}**" if b else t for t, b in _cells(r, best)]
-            lines.append(f"| {r['method']} | {r['mask']} | {r['accel']:g} | {_fmt(r['effective_accel'], 2)} | "
-                         f"{r['n']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r.get('data', '')} | {r['method']} | {r['mask']} | {r['accel']:g} | "
+                         f"{_fmt(r['effective_accel'], 2)} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,11 +123,11 @@ def psnr_vs_time_png(rows: Sequence[dict]) -> bytes | None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     markers = "o^sDvP*Xh<>"
-    groups = list(_groups(pts))
+    groups = list(dict.fromkeys((r["mask"], r["accel"]) for r in pts))
     methods = list(dict.fromkeys(r["method"] for r in pts))
     cmap = plt.get_cmap("tab20")
     for r in pts:
-        g = groups.index((r["mask"], r["accel"]))
+        g = groups.index((r["mask"], r["accel"]))  # marker per (mask, accel); colour per method
         ax.scatter(max(r["seconds_mean"], 1e-4), r["psnr_mean"], color=cmap(methods.index(r["method"]) % 20),
                    marker=markers[g % len(markers)], s=40)
     for i, m in enumerate(methods):
@@ -152,11 +152,11 @@ background:#e6f4e6}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{b
 
 def _html_table(rows: Sequence[dict]) -> str:
     parts = []
-    for (mask, accel), rs in _groups(rows).items():
+    for (data, mask, accel), rs in _groups(rows).items():
         best = _best(rs)
         eff = np.nanmean([r["effective_accel"] for r in rs])
         head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in COLUMNS)
-        parts.append(f"<h3>{html.escape(str(mask))} {accel:g}x (effective {eff:.2f}x)</h3>"
+        parts.append(f"<h3>{html.escape(str(data))} {html.escape(str(mask))} {accel:g}x (effective {eff:.2f}x)</h3>"
                      f"<table><tr><th>method</th><th>n</th>{head}</tr>")
         for r in rs:
             tds = "".join(f'<td class="best">{html.escape(t)}</td>' if b else f"<td>{html.escape(t)}</td>"

@@ -42,6 +42,7 @@ class VolumeResult:
     accel: float
     effective_accel: float
     n_slices: int
+    data: str = ""  # "multi-coil" or "single-coil": summaries never pool the two
     psnr: float = float("nan")
     ssim: float = float("nan")
     nmse: float = float("nan")
@@ -100,7 +101,7 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
     m = samples[0].meta
     res = VolumeResult(method=method_name, file=m.file or "", mask=m.mask_type or "", accel=m.acceleration or 0.0,
                        effective_accel=float(np.mean([s.meta.effective_acceleration or 0.0 for s in samples])),
-                       n_slices=len(samples))
+                       n_slices=len(samples), data="multi-coil" if samples[0].is_multicoil else "single-coil")
     try:
         images, seconds, mems, nfes = reconstruct_volume(method, samples)
         target = torch.stack([s.target.abs().float().cpu() * s.meta.scale for s in samples])
@@ -141,12 +142,13 @@ def _mean(values: np.ndarray) -> float:
 
 
 def summarise(results: Iterable[VolumeResult]) -> list[dict]:
-    """One row per (method, mask, accel): mean +- std over volumes that succeeded."""
+    """One row per (data kind, method, mask, accel): mean +- std over volumes that succeeded. Multi-coil and
+    single-coil volumes are never pooled (methods that need coils would otherwise be averaged over other data)."""
     groups: dict[tuple, list[VolumeResult]] = {}
-    for r in results:
-        groups.setdefault((r.method, r.mask, r.accel), []).append(r)
+    for r in sorted(results, key=lambda r: r.data != "multi-coil"):  # stable: multi-coil rows first
+        groups.setdefault((r.data, r.method, r.mask, r.accel), []).append(r)
     rows = []
-    for (method, mask, accel), rs in groups.items():
+    for (data, method, mask, accel), rs in groups.items():
         ok = [r for r in rs if r.error is None]
 
         def col(key: str, ok=ok) -> np.ndarray:
@@ -155,7 +157,7 @@ def summarise(results: Iterable[VolumeResult]) -> list[dict]:
         mems = [r.peak_mem_mb for r in ok if r.peak_mem_mb is not None]
         nfes = {r.nfe for r in ok if r.nfe is not None}
         rows.append({
-            "method": method, "mask": mask, "accel": accel,
+            "method": method, "mask": mask, "accel": accel, "data": data,
             "effective_accel": _mean(np.array([r.effective_accel for r in rs], dtype=float)),
             "n": len(ok), "n_slices": int(sum(r.n_slices for r in ok)), "failed": len(rs) - len(ok),
             "psnr_mean": _mean(col("psnr")), "psnr_std": _std(col("psnr")),
