@@ -26,12 +26,10 @@ import argparse
 import os
 import sys
 
-if __name__ == "__main__":
-    _pre = argparse.ArgumentParser(add_help=False)
-    _pre.add_argument("--threads", type=int, default=1)
-    _threads = str(_pre.parse_known_args()[0].threads)
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_var] = _threads
+if __name__ == "__main__":  # thread counts must be fixed before numpy / torch start their pools
+    from _threads import pin_threads_from_argv
+
+    pin_threads_from_argv()
 
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
