@@ -46,8 +46,20 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 30, wa
             for name, v in samples.items()}
 
 
-def slim_results(res: dict, command: str, **extra) -> dict:
-    """A benchmark's results.json without the per-slice rows: what benchmarks/results/*.json keep."""
+def _relative_files(obj, root: str):
+    """Replace absolute file paths under ``root`` by paths relative to it (no machine paths in the repo)."""
+    if isinstance(obj, dict):
+        return {k: (os.path.relpath(v, root) if k == "file" and isinstance(v, str) and os.path.isabs(v)
+                    else _relative_files(v, root)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative_files(v, root) for v in obj]
+    return obj
+
+
+def slim_results(res: dict, command: str, *, data_root: str | os.PathLike, **extra) -> dict:
+    """A benchmark's results.json without the per-slice rows, file paths relative to ``data_root``: what
+    benchmarks/results/*.json keep."""
     keep = {k: res[k] for k in ("schema_version", "environment", "config", "elapsed_seconds", "methods", "summary",
                                 "volumes", "skipped", "errors")}
-    return {**keep, "command": command, **extra}
+    return {**_relative_files(keep, os.path.realpath(data_root)), "command": command, "data_root": "(data root)",
+            **extra}

@@ -51,7 +51,7 @@ def main():
         f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "work") and v is not None)
     data_info = {"subjects": args.subjects, "size": args.size, "coils": args.coils, "slices": args.slices,
                  "contrast": args.contrast, "simulator_seed": args.seed}
-    atomic_write_json(Path(args.out) / "embedded.json", slim_results(res, command, data=data_info))
+    atomic_write_json(Path(args.out) / "embedded.json", slim_results(res, command, data_root=data, data=data_info))
     print(json.dumps({"written": str(Path(args.out) / "embedded.json"), "report": str(work / "benchmark")}))
 
 

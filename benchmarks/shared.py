@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -43,7 +44,8 @@ def main():
     res = run_benchmark(specs, cfg, work, problems=problems)
     command = (f"python benchmarks/shared.py --methods {args.methods} --masks {args.masks} --accels {args.accels} "
                f"--seed {args.seed}")
-    atomic_write_json(Path(args.out) / "shared.json", slim_results(res, command))
+    root = os.path.commonpath([os.path.realpath(s.path) for s in specs])
+    atomic_write_json(Path(args.out) / "shared.json", slim_results(res, command, data_root=root))
     print(json.dumps({"written": str(Path(args.out) / "shared.json"), "report": str(work)}))
 
 
