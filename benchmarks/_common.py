@@ -8,6 +8,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -22,6 +23,14 @@ def environment() -> dict:
         "processor": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def shared_data_dir(arg: str | None = None) -> Path | None:
+    """The shared real-data folder: ``arg``, else $MRRECON_SHARED_DATA, else ../shared/data beside the checkout."""
+    for cand in [arg, os.environ.get("MRRECON_SHARED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"]:
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    return None
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3) -> dict[str, dict]:

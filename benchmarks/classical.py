@@ -31,7 +31,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 if __name__ == "__main__":  # thread counts must be fixed before numpy / torch start their pools
@@ -54,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import environment  # noqa: E402
+from _common import environment, shared_data_dir  # noqa: E402
 
 import mrrecon.methods as methods  # noqa: E402
 from mrrecon.data.formats import read_cfl  # noqa: E402
@@ -76,13 +75,6 @@ REFERENCE = "bart-pics"
 # ---------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------
-
-
-def shared_data_dir(arg: str | None) -> Path | None:
-    for cand in [arg, os.environ.get("MRRECON_SHARED_DATA"), REPO.parent / "shared" / "data"]:
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    return None
 
 
 def _coil_first(a: np.ndarray) -> torch.Tensor:

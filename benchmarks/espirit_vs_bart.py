@@ -44,16 +44,11 @@ from mrrecon.physics.coils import espirit_maps, rss
 from mrrecon.physics.fft import ifft2c
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import shared_data_dir  # noqa: E402
 
 
 # ---- data --------------------------------------------------------------------------------------------------
-def shared_data_dir(arg: str | None) -> Path | None:
-    for cand in [arg, os.environ.get("MRRECON_SHARED_DATA"), REPO.parent / "shared" / "data"]:
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    return None
-
-
 def load_datasets(root: Path) -> dict[str, dict]:
     """(C, H, W) complex64 k-space per dataset, plus the calibration size BART would find."""
     out = {}

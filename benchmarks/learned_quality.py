@@ -23,7 +23,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 if __name__ == "__main__":  # thread counts must be fixed before numpy / torch start their pools
@@ -41,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import environment  # noqa: E402
+from _common import environment, shared_data_dir  # noqa: E402
 
 from mrrecon.data.datasets import derive_seed, make_slice_sample, samples_from_file  # noqa: E402
 from mrrecon.data.sample import SampleMeta  # noqa: E402
@@ -62,13 +61,6 @@ SINGLE_COIL = {
     "knee_pd(#9)": "fastmri_singlecoil_ssdm/knee1.npy",
     "knee_pd(#10)": "fastmri_singlecoil_ssdm/knee2.npy",
 }
-
-
-def shared_data_dir(arg: str | None) -> Path | None:
-    for cand in [arg, os.environ.get("MRRECON_SHARED_DATA"), REPO.parent / "shared" / "data"]:
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    return None
 
 
 def build_methods(names: list[str], checkpoints: dict[str, str | None]) -> dict:

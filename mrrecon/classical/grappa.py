@@ -41,9 +41,7 @@ from mrrecon.classical.kspace_patches import (
 )
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.physics.coils import rss
-from mrrecon.physics.fft import ifft2c
+from mrrecon.methods.base import KSpaceReconstructor, MethodInfo, register
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_LAM", "DEFAULT_MAX_SOURCES", "Grappa", "grappa"]
 
@@ -204,7 +202,7 @@ def _solve_group(gram, lam_abs, batch_ids, cols, targets, n):
     return torch.cat(out)
 
 
-class Grappa:
+class Grappa(KSpaceReconstructor):
     """Reconstructor: GRAPPA-filled coil k-space -> RSS magnitude."""
 
     name = "grappa"
@@ -219,9 +217,6 @@ class Grappa:
         """Filled multi-coil k-space (C, H, W)."""
         return grappa(sample.kspace.to(self.device), sample.mask.to(self.device), kernel_size=self.kernel_size,
                       lam=self.lam, acs=self.acs, grow=self.grow, max_sources=self.max_sources)
-
-    def reconstruct(self, sample: Sample) -> torch.Tensor:
-        return rss(ifft2c(self.reconstruct_kspace(sample))).float()
 
 
 register(MethodInfo(

@@ -47,10 +47,8 @@ from mrrecon.classical.kspace_patches import (
 )
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.physics.coils import rss
+from mrrecon.methods.base import KSpaceReconstructor, MethodInfo, register
 from mrrecon.physics.consistency import conjugate_gradient, hard_dc
-from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.operators import real_mask
 
 __all__ = [
@@ -305,7 +303,7 @@ def slr_project(
 # ----------------------------------------------------------------------------------------------------------
 
 
-class Loraks:
+class Loraks(KSpaceReconstructor):
     """Reconstructor: AC-LORAKS k-space -> RSS magnitude."""
 
     name = "loraks"
@@ -321,9 +319,6 @@ class Loraks:
         return loraks(sample.kspace.to(self.device), sample.mask.to(self.device), kernel_radius=self.kernel_radius,
                       rank=self.rank, energy=self.energy, iters=self.iters, tol=self.tol, reg=self.reg,
                       acs=self.acs, boundary=self.boundary)
-
-    def reconstruct(self, sample: Sample) -> torch.Tensor:
-        return rss(ifft2c(self.reconstruct_kspace(sample))).float()
 
 
 register(MethodInfo(

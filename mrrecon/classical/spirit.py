@@ -40,9 +40,7 @@ from mrrecon.classical.kspace_patches import (
 )
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.physics.coils import rss
-from mrrecon.physics.fft import ifft2c
+from mrrecon.methods.base import KSpaceReconstructor, MethodInfo, register
 
 __all__ = [
     "DEFAULT_ITERS", "DEFAULT_KERNEL", "DEFAULT_LAM", "DEFAULT_REG", "DEFAULT_TOL",
@@ -121,7 +119,7 @@ def spirit(
     return out.squeeze(0) if squeeze else out
 
 
-class Spirit:
+class Spirit(KSpaceReconstructor):
     """Reconstructor: CG-SPIRiT k-space -> RSS magnitude."""
 
     name = "spirit"
@@ -137,9 +135,6 @@ class Spirit:
         return spirit(sample.kspace.to(self.device), sample.mask.to(self.device), kernel_size=self.kernel_size,
                       lam=self.lam, iters=self.iters, tol=self.tol, reg=self.reg, acs=self.acs,
                       boundary=self.boundary)
-
-    def reconstruct(self, sample: Sample) -> torch.Tensor:
-        return rss(ifft2c(self.reconstruct_kspace(sample))).float()
 
 
 register(MethodInfo(

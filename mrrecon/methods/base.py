@@ -28,6 +28,20 @@ class Reconstructor(Protocol):
     def reconstruct(self, sample: Sample) -> torch.Tensor: ...
 
 
+class KSpaceReconstructor:
+    """Base of methods that fill multi-coil k-space (GRAPPA, SPIRiT, LORAKS): subclasses define
+    ``reconstruct_kspace(sample) -> (C, H, W)``; the image is the RSS of the filled coil images."""
+
+    def reconstruct_kspace(self, sample: Sample) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reconstruct(self, sample: Sample) -> torch.Tensor:
+        from mrrecon.physics.coils import rss
+        from mrrecon.physics.fft import ifft2c
+
+        return rss(ifft2c(self.reconstruct_kspace(sample))).float()
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """What the registry knows about a method without building it."""
