@@ -15,10 +15,12 @@ from mrrecon.methods.weights import shipped_weights
 
 
 def ready_methods() -> list[str]:
-    """Methods that run on single-contrast multi-coil data without training or with shipped weights."""
+    """Methods that run on single-contrast multi-coil data without training or with shipped weights; papers'
+    ablations are left to ``mrrecon benchmark``."""
     weights = shipped_weights()
     return [n for n, mi in available().items()
-            if not mi.needs_reference and (not mi.needs_weights or mi.default_weights in weights)]
+            if not mi.needs_reference and mi.ablation_of is None
+            and (not mi.needs_weights or mi.default_weights in weights)]
 
 
 def demo_data(out: Path, *, subjects: int, size: int, coils: int, slices: int, contrast: str, seed: int) -> list[Path]:

@@ -50,11 +50,13 @@ class MethodInfo:
     factory: Callable[..., Reconstructor]
     description: str
     multicoil_only: bool = False
+    singlecoil_only: bool = False
     needs_reference: bool = False
     needs_weights: bool = False
     default_weights: str | None = None  # folder name under weights/
     paper: str | None = None
     options: dict[str, str] = field(default_factory=dict)  # option name -> one-line help
+    ablation_of: str | None = None  # a paper's ablation / component of method ``ablation_of`` (not in the demo)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}

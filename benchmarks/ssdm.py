@@ -1,0 +1,184 @@
+"""SSDM-MRI closing figures: distillation gap, quality and speed against the U-Net, real single-coil data.
+
+    python benchmarks/ssdm.py [--parts simulated,shared,timing,uncertainty] [--subjects 2] [--slices 1]
+                              [--threads 1] [--out benchmarks/results]
+
+Parts (each writes one JSON under --out; the full benchmark folders with report.md/html go under --work):
+
+* ``simulated`` -> ssdm_simulated.json: held-out subjects of the embedded simulator (seed 1000; the shipped
+  weights saw seed 0 and validated on seed 1), 256x256, 8 coils, all four contrasts, gaussian1d 8x. Methods
+  zero-filled, unet, ssdm (1-step student), ssdm:steps=8, ssdm:steps=128 (teacher), all in ONE
+  ``run_benchmark`` run (same samples; seconds per slice after a warm-up call each). Derived: teacher - student
+  PSNR, student / unet seconds and PSNR difference.
+* ``shared`` -> ssdm_shared.json: the single-coil fastMRI brain and knee slices of ../shared/data (the SSDM-MRI
+  repository's test slices #7-#10 and the Score-MRI knees #2-#4), gaussian1d 8x (ACS 12) and 12x (ACS 6) at
+  320x320, methods zero-filled, l1-wavelet, unet, ssdm; nominal and effective accelerations in the summary.
+* ``timing`` -> ssdm_timing.json: ssdm (1 step) and unet timed round-robin on one 320x320 single-coil slice
+  (the paper's Table I setting), median ms and their ratio.
+* ``uncertainty`` -> docs/img/ssdm_uncertainty.png: mean and standard deviation of 5 samples (different x_T) of
+  the 1-step and the 8-step students on a knee slice at 4x, 8x and 12x (Fig. 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+if __name__ == "__main__":  # thread counts must be fixed before numpy / torch start their pools
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from _threads import pin_threads_from_argv
+
+    pin_threads_from_argv()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from _common import environment, shared_data_dir, slim_results, time_interleaved  # noqa: E402
+
+import mrrecon  # noqa: E402,F401  (allocator settings)
+from mrrecon.data.datasets import samples_from_file  # noqa: E402
+from mrrecon.data.simulate import simulate_dataset  # noqa: E402
+from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, run_benchmark  # noqa: E402
+from mrrecon.eval.report import uncertainty_grid_png, uncertainty_maps  # noqa: E402
+from mrrecon.methods import load  # noqa: E402
+from mrrecon.utils.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+
+SHARED_SINGLE_COIL = {
+    "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",
+    "brain_flair(#8)": "fastmri_singlecoil_ssdm/brain2.npy",
+    "knee_pd(#9)": "fastmri_singlecoil_ssdm/knee1.npy",
+    "knee_pd(#10)": "fastmri_singlecoil_ssdm/knee2.npy",
+    "knee_pd(#2)": "fastmri_knee_scoremri/real/retrospective/001.npy",
+    "knee_pdfs(#3)": "fastmri_knee_scoremri/real/retrospective/002.npy",
+    "knee_pdfs(#4)": "fastmri_knee_scoremri/real/retrospective/003.npy",
+}
+
+
+def _row(summary: list[dict], method: str, data: str | None = None, accel: float | None = None) -> dict | None:
+    for r in summary:
+        if r["method"] == method and (data is None or r.get("data") == data) and (accel is None or r["accel"] == accel):
+            return r
+    return None
+
+
+def part_simulated(args, work: Path) -> dict:
+    files = simulate_dataset(work / "sim-data", subjects=args.subjects, size=256, coils=8,
+                             contrasts=("T1", "T2", "PD", "FLAIR"), slices=args.slices, seed=1000)
+    methods = ["zero-filled", "unet", "ssdm", "ssdm:steps=8", "ssdm:steps=128"]
+    cfg = BenchmarkConfig(methods=methods, masks=("gaussian1d",), accels=(8.0,), seed=0, figures=1)
+    res = run_benchmark([DataSpec(f) for f in files], cfg, work / "simulated")
+    s = res["summary"]
+    student, teacher, unet = _row(s, "ssdm"), _row(s, "ssdm:steps=128"), _row(s, "unet")
+    derived = {}
+    if student and teacher:
+        derived["teacher_minus_student_psnr_db"] = teacher["psnr_mean"] - student["psnr_mean"]
+    if student and unet:
+        derived["student_minus_unet_psnr_db"] = student["psnr_mean"] - unet["psnr_mean"]
+        derived["student_over_unet_seconds"] = student["seconds_mean"] / unet["seconds_mean"]
+    command = (f"python benchmarks/ssdm.py --parts simulated --subjects {args.subjects} --slices {args.slices} "
+               f"--threads {args.threads}")
+    return slim_results(res, command, data_root=str(work), derived=derived)
+
+
+def part_shared(args, work: Path) -> dict | None:
+    root = shared_data_dir(args.data)
+    if root is None:
+        return None
+    specs = [DataSpec(root / rel, {"name": name}) for name, rel in SHARED_SINGLE_COIL.items() if (root / rel).is_file()]
+    cfg = BenchmarkConfig(methods=["zero-filled", "l1-wavelet", "unet", "ssdm"], masks=("gaussian1d",),
+                          accels=(8.0, 12.0), seed=0, figures=2)
+    res = run_benchmark(specs, cfg, work / "shared")
+    command = f"python benchmarks/ssdm.py --parts shared --threads {args.threads}"
+    return slim_results(res, command, data_root=os.path.realpath(root))
+
+
+def _shared_or_simulated_slice(args, work: Path, accel: float, rel: str):
+    root = shared_data_dir(args.data)
+    if root is not None and (root / rel).is_file():
+        return next(iter(samples_from_file(root / rel, mask_kind="gaussian1d", acceleration=accel, seed=0))), rel
+    files = simulate_dataset(work / "sim-one", subjects=1, size=320, coils=1, contrasts=("T1",), slices=1, seed=1001)
+    sample = next(iter(samples_from_file(files[0], mask_kind="gaussian1d", acceleration=accel, seed=0)))
+    return sample, "simulated 320x320"
+
+
+def part_timing(args, work: Path) -> dict:
+    sample, source = _shared_or_simulated_slice(args, work, 8.0, SHARED_SINGLE_COIL["brain_flair(#7)"])
+    ssdm, unet = load("ssdm"), load("unet")
+    stats = time_interleaved({"ssdm": lambda: ssdm.reconstruct(sample), "unet": lambda: unet.reconstruct(sample)},
+                             repeats=args.repeats, warmup=2)
+    return {"source": source, "shape": list(sample.shape), "threads": torch.get_num_threads(),
+            "environment": environment(), "timing": stats,
+            "ssdm_over_unet": stats["ssdm"]["median_ms"] / stats["unet"]["median_ms"],
+            "paper": {"ssdm_s": 0.45, "unet_s": 0.36, "ratio": 0.45 / 0.36, "hardware": "NVIDIA 3060 GPU"},
+            "command": f"python benchmarks/ssdm.py --parts timing --repeats {args.repeats} --threads {args.threads}"}
+
+
+def part_uncertainty(args, work: Path) -> dict:
+    methods = {"ssdm (1 step)": load("ssdm"), "ssdm:steps=8": load("ssdm:steps=8")}
+    pngs, stats = [], {}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    for accel in (4.0, 8.0, 12.0):
+        sample, source = _shared_or_simulated_slice(args, work, accel, SHARED_SINGLE_COIL["knee_pd(#9)"])
+        maps = uncertainty_maps(methods, sample, samples=5)
+        target = sample.target.abs().numpy() * sample.meta.scale
+        pngs.append(uncertainty_grid_png(target, maps, f"{source}, gaussian1d {accel:g}x: 5 samples"))
+        stats[f"{accel:g}x"] = {name: {"mean_std": float(np.mean(std)), "max_std": float(np.max(std)),
+                                       "target_max": float(target.max())} for name, (_, std) in maps.items()}
+    images = [plt.imread(io.BytesIO(p)) for p in pngs]
+    width = max(im.shape[1] for im in images)
+    padded = [np.pad(im, ((0, 0), (0, width - im.shape[1]), (0, 0)), constant_values=1.0) for im in images]
+    buf = io.BytesIO()
+    plt.imsave(buf, np.concatenate(padded, axis=0), format="png")
+    out = REPO / "docs" / "img" / "ssdm_uncertainty.png"
+    atomic_write_bytes(out, buf.getvalue())
+    return {"figure": "docs/img/ssdm_uncertainty.png", "std_stats": stats,
+            "command": f"python benchmarks/ssdm.py --parts uncertainty --threads {args.threads}"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="simulated,shared,timing,uncertainty")
+    ap.add_argument("--subjects", type=int, default=2)
+    ap.add_argument("--slices", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data", default=None, help="shared data folder (default: $MRRECON_SHARED_DATA or ../shared/data)")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--work", default=None, help="benchmark folders (default: a temporary one)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work or tempfile.mkdtemp(prefix="mrrecon-ssdm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing,
+             "uncertainty": part_uncertainty}
+    for name in args.parts.split(","):
+        if name not in parts:
+            raise SystemExit(f"unknown part {name!r}; choose from {', '.join(parts)}")
+        result = parts[name](args, work)
+        if result is None:
+            print(json.dumps({name: "skipped: shared data not found"}))
+            continue
+        path = out / f"ssdm_{name}.json"
+        atomic_write_json(path, result)
+        print(json.dumps({"written": str(path), "work": str(work)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Model complexity: parameters and multiply-accumulates (GMACs) of one slice, for any method.
+
+MACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` while the method reconstructs one
+synthetic slice (MACs = FLOPs / 2: the counter counts a multiply-add as 2 FLOPs). It counts the matrix
+products of convolutions, linear layers and attention (conv, mm, bmm, addmm, scaled_dot_product_attention);
+FFTs and element-wise operations are not counted, as in the usual GMAC tables (e.g. IMA Table 2). For
+iterative samplers the count covers every network evaluation of the slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mrrecon.data.sample import Sample, SampleMeta
+from mrrecon.physics.fft import fft2c
+from mrrecon.physics.masks import make_mask
+
+__all__ = ["count_macs", "method_complexity", "synthetic_sample"]
+
+
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's per-module tracker: its backward hooks fail on methods that call
+    autograd inside a no-grad reconstruction (LDPM's k-space guidance); we only need the total."""
+
+    parents = ("Global",)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def count_macs(fn, *args, **kwargs) -> tuple[int, Any]:
+    """(MACs, result) of ``fn(*args, **kwargs)`` under FlopCounterMode.
+
+    Gradient mode is left to ``fn`` (reconstructors run under no_grad themselves; LDPM's k-space guidance needs
+    autograd), so backward passes a method makes are counted too."""
+    counter = FlopCounterMode(display=False)
+    if hasattr(counter, "mod_tracker"):
+        counter.mod_tracker = _GlobalOnly()
+    with counter:
+        result = fn(*args, **kwargs)
+    return int(counter.get_total_flops()) // 2, result
+
+
+def synthetic_sample(shape: tuple[int, int] = (256, 256), coils: int = 1, *, mask_kind: str = "random1d",
+                     acceleration: float = 4.0, reference: bool = True, seed: int = 0) -> Sample:
+    """A smooth random single- or multi-coil slice (normalised units) with a reference image; only its size
+    matters for counting."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = shape
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    image = ((xx**2 + yy**2) < 0.7).float() * (0.5 + 0.5 * torch.rand(h, w, generator=g))
+    maps = torch.ones(coils, h, w, dtype=torch.complex64)
+    if coils > 1:
+        angles = torch.arange(coils).float() * (2 * torch.pi / coils)
+        maps = torch.exp(-((xx[None] - 0.7 * torch.cos(angles)[:, None, None]) ** 2
+                           + (yy[None] - 0.7 * torch.sin(angles)[:, None, None]) ** 2)).to(torch.complex64)
+    mask = make_mask(mask_kind, shape, acceleration, seed=seed).mask
+    kspace = fft2c(maps * image) * mask
+    return Sample(kspace=kspace.to(torch.complex64), mask=mask, target=image,
+                  coil_maps=maps if coils > 1 else None, reference=image.flip(-1) if reference else None,
+                  meta=SampleMeta(mask_type=mask_kind, acceleration=acceleration))
+
+
+def method_complexity(method: Any, sample: Sample | None = None, *, shape: tuple[int, int] = (256, 256),
+                      coils: int = 1) -> dict[str, Any]:
+    """``{"parameters", "gmacs", "shape", "coils"}`` of a registry method (or any object with ``reconstruct``).
+
+    ``parameters``: ``method.num_parameters()`` or the parameters of ``method.model`` (None for classical
+    methods); ``gmacs``: MACs / 1e9 of one ``reconstruct`` call on ``sample`` (default: a synthetic slice of
+    ``shape`` with ``coils`` coils and a reference image)."""
+    sample = sample if sample is not None else synthetic_sample(shape, coils)
+    params = None
+    if callable(getattr(method, "num_parameters", None)):
+        params = int(method.num_parameters())
+    elif isinstance(getattr(method, "model", None), torch.nn.Module):
+        params = sum(p.numel() for p in method.model.parameters())
+    macs, _ = count_macs(method.reconstruct, sample)
+    return {"parameters": params, "gmacs": macs / 1e9, "shape": list(sample.shape), "coils": sample.num_coils}
