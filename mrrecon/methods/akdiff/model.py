@@ -1,0 +1,181 @@
+"""The AK-Diffusion network h_theta(z, t) = r_theta(z, t) + z (eq. 10) and its score-matching loss (eq. 11).
+
+Network boundary (Sec. IV.B): complex multi-coil k-space (B, C, H, W) -> real/imaginary channels, coils
+permuted into the batch dimension: (B * C, 2, H, W), so the convolution weights are shared by every coil. The
+NCSN++-style network (:class:`mrrecon.nn.ncsnpp.NCSNpp`) is conditioned on log sigma(t).
+
+Choices the paper leaves open (docs/akdiff.md gives the reasons):
+
+* k-space units: the SDE works on ``z * reference_size / sqrt(H W)`` (``kspace_units``), so that the k-space
+  values of the same image have the same size on the training crops and on the full matrix (orthonormal
+  FFT: the DC sample grows with sqrt(H W));
+* preconditioning inside r_theta (as EDM's c_in / c_out): the network sees ``c_in(t) w(k) z`` with a radial
+  k-space weight w(k) = sqrt(1 + |f / f0|^2) (f in cycles/pixel; the weighted k-space of WKGM [28], which the
+  paper cites; ``kspace_weight_f0 = 0`` switches it off) and c_in = 1 / sqrt(1 + sigma(t)^2), and
+  r = sigma(t) * out: the residual E[z(0) | z(t)] - z(t) is of the size of the noise, sigma(t), at every
+  frequency the loss sees, so the network's output is of unit size;
+* lambda(t) in eq. 11: 1 / sigma(t)^2 (``loss_weighting: inverse_sigma2``, default), which gives every t the
+  same loss scale (the error of h is ~ sigma(t)^2), or 1 (``none``: eq. 11 with the sigma^4 weighting of the
+  score loss absorbed); the loss is lambda(t) ||Sbar^* (G_t (.) (h - z(0)))||^2 per pixel, batch mean;
+* t ~ U(t_eps, 1) in training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from mrrecon.data.datasets import Batch
+from mrrecon.errors import ConfigError, DataError
+from mrrecon.methods.akdiff.coil_subspace import CoilSubspace, IdentitySubspace, MapsSubspace
+from mrrecon.methods.akdiff.sde import AKDiffusionSDE
+from mrrecon.methods.pretrained import PretrainedModel
+from mrrecon.nn.ncsnpp import NCSNpp
+from mrrecon.physics.coils import espirit_maps, sos_maps
+from mrrecon.physics.fft import ifft2c
+
+__all__ = ["AKDiffusionConfig", "AKDiffusionModel", "complex_to_channels", "channels_to_complex"]
+
+TRAIN_SUBSPACES = ("espirit", "sos", "identity")
+
+
+@dataclass
+class AKDiffusionConfig:
+    """Network (NCSN++ defaults of score_sde's fastMRI/CelebA-HQ config) and SDE settings."""
+
+    nf: int = 128
+    ch_mult: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
+    num_res_blocks: int = 4
+    attn_levels: list[int] = field(default_factory=lambda: [3])
+    dropout: float = 0.0
+    fourier_scale: float = 16.0
+    progressive_input: str = "residual"
+    sigma_min: float = 0.01  # sigma_0 (paper)
+    sigma_max: float = 1.0  # sigma_N (paper; Table IV: 0.25, 0.5, 1)
+    lowpass_std: float = 0.05  # G_T: Gaussian of this std in cycles/pixel
+    reference_size: int = 128  # k-space units: z * reference_size / sqrt(H W)
+    kspace_weight_f0: float = 1.0 / 64  # radial input weight knee (cycles/pixel); 0 = no weight
+    train_subspace: str = "espirit"  # Sbar Sbar^* in training: espirit | sos | identity (ablation)
+    calib_size: int = 24  # ESPIRiT calibration region used in training
+    t_eps: float = 1e-3
+    loss_weighting: str = "inverse_sigma2"  # lambda(t) of eq. 11: inverse_sigma2 | none
+
+    def __post_init__(self):
+        if self.loss_weighting not in ("inverse_sigma2", "none"):
+            raise ConfigError(f"loss_weighting must be 'inverse_sigma2' or 'none', got {self.loss_weighting!r}")
+        if self.train_subspace not in TRAIN_SUBSPACES:
+            raise ConfigError(f"train_subspace must be one of {TRAIN_SUBSPACES}, got {self.train_subspace!r}")
+
+
+def complex_to_channels(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) complex -> (B * C, 2, H, W) real: coils into the batch (Sec. IV.B)."""
+    b, c, h, w = z.shape
+    return torch.view_as_real(z).permute(0, 1, 4, 2, 3).reshape(b * c, 2, h, w)
+
+
+def channels_to_complex(x: torch.Tensor, coils: int) -> torch.Tensor:
+    """(B * C, 2, H, W) real -> (B, C, H, W) complex."""
+    bc, _, h, w = x.shape
+    x = x.reshape(bc // coils, coils, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
+    return torch.view_as_complex(x.float())
+
+
+class AKDiffusionModel(PretrainedModel):
+    """h_theta of eq. 10 with the SDE it was trained for (``self.sde``)."""
+
+    model_type = "akdiff"
+    config_class = AKDiffusionConfig
+
+    def __init__(self, config: AKDiffusionConfig | dict | None = None):
+        super().__init__(config)
+        c = self.config
+        self.sde = AKDiffusionSDE(c.sigma_min, c.sigma_max, c.lowpass_std)
+        self.net = NCSNpp(in_ch=2, out_ch=2, nf=c.nf, ch_mult=tuple(c.ch_mult), num_res_blocks=c.num_res_blocks,
+                          attn_levels=tuple(c.attn_levels), dropout=c.dropout, fourier_scale=c.fourier_scale,
+                          progressive_input=c.progressive_input)
+
+    # -- units and preconditioning ----------------------------------------------------------------------
+    def kspace_units(self, shape: tuple[int, int]) -> float:
+        """Factor from the library's k-space (orthonormal fft2c) to the SDE's units on an (H, W) grid."""
+        return self.config.reference_size / math.sqrt(shape[0] * shape[1])
+
+    def kspace_weight(self, shape: tuple[int, int], device=None) -> torch.Tensor:
+        """w(k) = sqrt(1 + |f / f0|^2), (H, W) float32 (ones when f0 = 0)."""
+        h, w = shape
+        f0 = self.config.kspace_weight_f0
+        if f0 <= 0:
+            return torch.ones(h, w, device=device)
+        fy = (torch.arange(h, device=device, dtype=torch.float32) - h // 2) / h
+        fx = (torch.arange(w, device=device, dtype=torch.float32) - w // 2) / w
+        return torch.sqrt(1 + (fy[:, None] ** 2 + fx[None, :] ** 2) / f0 ** 2)
+
+    # -- h_theta -------------------------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """h_theta(z, t) = r_theta(z, t) + z (eq. 10). z: (B, C, H, W) complex in SDE units, t: (B,) or scalar."""
+        b, c = z.shape[:2]
+        t = torch.as_tensor(t, dtype=torch.float64, device=z.device).reshape(-1).expand(b)
+        sigma = self.sde.sigma(t)
+        c_in = (1.0 / torch.sqrt(1.0 + sigma ** 2)).to(torch.float32).reshape(b, 1, 1, 1)
+        wk = self.kspace_weight(tuple(z.shape[-2:]), z.device)
+        x = complex_to_channels(z * (c_in * wk))
+        log_sigma = torch.log(sigma).to(torch.float32).repeat_interleave(c)
+        # zero-pad k-space to a multiple of the network's down-sampling factor (samples beyond the grid are 0)
+        factor = 2 ** (len(self.config.ch_mult) - 1)
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % factor, (-w) % factor
+        if ph or pw:
+            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        out = self.net(x, log_sigma)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
+        r = channels_to_complex(out, c) * sigma.to(torch.float32).reshape(b, 1, 1, 1)  # c_out = sigma(t)
+        return r + z
+
+    # -- training (eq. 11) --------------------------------------------------------------------------------
+    def training_subspace(self, z0: torch.Tensor) -> CoilSubspace:
+        """Sbar Sbar^* of the training slices (fully sampled k-space (B, C, H, W)): ESPIRiT maps from the
+        centre (paper), sos maps of the calibration image, or the identity (ablation)."""
+        kind = self.config.train_subspace
+        if kind == "identity":
+            return IdentitySubspace()
+        with torch.no_grad():
+            if kind == "espirit":
+                return MapsSubspace(espirit_maps(z0, calib_size=self.config.calib_size))
+            return MapsSubspace(sos_maps(ifft2c(z0)))
+
+    def score_matching_loss(self, z0: torch.Tensor, subspace: CoilSubspace, t: torch.Tensor | None = None,
+                            noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                            h_fn=None) -> torch.Tensor:
+        """Eq. 11: mean over the batch of lambda(t) ||Sbar^* (G_t (.) (h(z(t), t) - z(0)))||^2 / (H W), with
+        z(t) ~ N(G_t z(0), (sigma(t)^2 - sigma_0^2) Sbar Sbar^*). z0 in SDE units. ``h_fn`` replaces the
+        network (tests: the exact h = z(0) gives 0)."""
+        b = z0.shape[0]
+        if t is None:
+            t = torch.rand(b, generator=generator, dtype=torch.float64).to(z0.device)
+            t = self.config.t_eps + (1 - self.config.t_eps) * t
+        z_t, g = self.sde.perturb(z0, t, subspace.project, noise=noise, generator=generator)
+        h = (h_fn or self)(z_t, t)
+        energy = subspace.combined_energy(g * (h - z0))  # (B,)
+        if self.config.loss_weighting == "inverse_sigma2":
+            energy = energy / self.sde.sigma(t).to(device=energy.device, dtype=energy.dtype).reshape(-1) ** 2
+        return energy.mean() / (z0.shape[-2] * z0.shape[-1])
+
+    def training_loss(self, batch: Batch, loss_fn=None) -> dict[str, torch.Tensor]:
+        """Score matching on the batch's k-space, which must be fully sampled (``accelerations: [1]``)."""
+        m = batch.mask
+        if not bool((m != 0).all()):
+            raise DataError("AK-Diffusion trains on fully sampled multi-coil k-space: set data.accelerations: "
+                            "[1] (every sample measured) in the training config")
+        if batch.kspace.shape[1] < 2 and self.config.train_subspace != "identity":
+            raise DataError("AK-Diffusion's coil subspace needs multi-coil k-space")
+        z0 = batch.kspace.to(torch.complex64) * self.kspace_units(tuple(batch.kspace.shape[-2:]))
+        subspace = self.training_subspace(z0)
+        return {"loss": self.score_matching_loss(z0, subspace)}
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """PC sampling (Algorithm 1, default settings) of every batch element -> (B, H, W) RSS magnitudes."""
+        from mrrecon.methods.akdiff.sampler import PCSampler
+
+        sampler = PCSampler(self)
+        return torch.stack([sampler.reconstruct_image(batch.kspace[i], batch.mask[i]) for i in range(len(batch))])

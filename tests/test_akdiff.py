@@ -1,0 +1,337 @@
+"""AK-Diffusion: forward process, coil-subspace noise, score-matching loss, PC sampler and its line-6 correction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mrrecon.classical.kspace_patches import Neighbourhood, resolve_acs
+from mrrecon.classical.slr import estimate_nullspace
+from mrrecon.errors import ConfigError, DataError
+from mrrecon.methods.akdiff import (
+    AKDiffusionModel,
+    AKDiffusionSDE,
+    IdentitySubspace,
+    MapsSubspace,
+    PCSampler,
+    SLRSubspace,
+    complex_noise,
+)
+from mrrecon.methods.akdiff.model import channels_to_complex, complex_to_channels
+from mrrecon.physics.coils import espirit_maps, rss, simulate_coil_maps
+from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.masks import make_mask
+
+TINY = dict(nf=8, ch_mult=[1, 2], num_res_blocks=1, attn_levels=[1])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread (two threads spin against each other on a busy 2-core machine)."""
+    torch.set_num_threads(1)
+    yield
+
+
+def _phantom(h: int = 32, w: int = 32, coils: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fully sampled multi-coil k-space (C, H, W) of a smooth complex object and its unit-norm coil maps."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    obj = ((xx / 0.7) ** 2 + (yy / 0.8) ** 2 < 1).float() * (1 + 0.3 * torch.cos(3 * xx + 2 * yy))
+    obj = obj + 0.2 * ((xx - 0.2) ** 2 + (yy + 0.1) ** 2 < 0.05).float()
+    obj = obj * torch.exp(1j * (0.5 * xx + 0.2 * torch.rand(1, generator=g)))
+    maps = simulate_coil_maps(coils, (h, w), seed=seed)
+    maps = maps / rss(maps).clamp_min(1e-8)  # S^* S = I
+    return fft2c(maps * obj.to(torch.complex64)), maps
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> complex:
+    return complex((a.conj() * b).sum())
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Forward process (eqs. 7-8)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_forward_process_at_t0_is_identity():
+    sde = AKDiffusionSDE()
+    k, maps = _phantom()
+    z0 = k[None]
+    zt, g = sde.perturb(z0, torch.zeros(1), MapsSubspace(maps[None]).project)
+    assert torch.equal(g, torch.ones_like(g))
+    assert torch.equal(zt, z0)  # G_0 = I and sigma(0)^2 - sigma_0^2 = 0
+    assert float(sde.kernel_std(torch.tensor(0.0))) == 0.0
+
+
+def test_attenuation_keeps_only_low_frequencies_at_T_and_schedules():
+    sde = AKDiffusionSDE(sigma_min=0.01, sigma_max=1.0, lowpass_std=0.05)
+    g = sde.attenuation(torch.tensor([0.0, 0.5, 1.0]), (64, 64))[:, 0]
+    assert torch.all(g[0] == 1)
+    assert g[2, 32, 32] == 1  # DC kept at every t
+    assert g[2, 32, 32 + 16] < 1e-3 and g[2, 0, 0] < 1e-20  # |f| = 0.25 cycles/pixel gone at T
+    assert torch.all(g[1] >= g[2]) and torch.all(g[0] >= g[1])  # attenuation grows with t
+    # G_T is a Gaussian of std lowpass_std cycles/pixel: exp(-1/2) one std from DC
+    assert float(g[2, 32, 32 + round(0.05 * 64)]) == pytest.approx(math.exp(-0.5 * (round(3.2) / 3.2) ** 2), rel=1e-5)
+    # same blur in image pixels on any grid: G at the same frequency (cycles/pixel) agrees on 32 and 64 grids
+    g32 = sde.attenuation(torch.tensor([0.7]), (32, 32))[0, 0]
+    g64 = sde.attenuation(torch.tensor([0.7]), (64, 64))[0, 0]
+    assert float(g32[16, 20]) == pytest.approx(float(g64[32, 40]), rel=1e-6)
+    t, sigma = sde.discretisation(50)
+    assert float(sigma[0]) == pytest.approx(0.01) and float(sigma[-1]) == pytest.approx(1.0)
+    ratios = sigma[1:] / sigma[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios))  # geometric
+    with pytest.raises(ConfigError):
+        AKDiffusionSDE(sigma_min=1.0, sigma_max=0.5)
+
+
+def test_perturbation_kernel_mean_and_covariance():
+    sde = AKDiffusionSDE()
+    k, maps = _phantom(16, 16, 3)
+    proj = MapsSubspace(maps[None]).project
+    t = torch.full((1,), 0.6)
+    g = torch.Generator().manual_seed(1)
+    draws = sde.perturb(k[None].expand(400, -1, -1, -1), t.expand(400), proj, generator=g)[0]
+    mean_err = (draws.mean(0) - sde.attenuation(t, (16, 16))[0] * k).abs().mean()
+    std = float(sde.kernel_std(t))
+    assert mean_err < 0.15 * std
+    # per pixel the noise has total variance 2 std^2 (real + imaginary) inside the rank-1 coil subspace
+    var = (draws - draws.mean(0)).abs().square().mean(0).sum(0)  # (H, W) summed over coils, in k-space
+    assert float(var.mean()) == pytest.approx(2 * std ** 2, rel=0.1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Coil subspace (Sbar Sbar^*)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_coil_subspace_noise_lies_in_the_subspace():
+    k, maps = _phantom()
+    sub = MapsSubspace(maps[None])
+    n = complex_noise((1, *k.shape), generator=torch.Generator().manual_seed(0))
+    pn = sub.project(n)
+    assert torch.allclose(sub.project(pn), pn, atol=1e-5)  # projection leaves it unchanged
+    assert (pn - n).abs().norm() > 0.5 * n.abs().norm()  # ... and it is not the identity (rank 1 of 4 coils)
+    assert torch.allclose(sub.project(k[None]), k[None], atol=1e-4 * k.abs().max())  # data lie in the subspace
+    u = complex_noise((1, *k.shape), generator=torch.Generator().manual_seed(1))
+    assert abs(_inner(sub.project(u), n) - _inner(u, sub.project(n))) < 1e-3 * abs(_inner(u, n)) + 1e-2  # Hermitian
+
+
+def test_espirit_subspace_is_a_projection_that_keeps_the_object():
+    k, _ = _phantom(48, 48, 4)
+    sub = MapsSubspace(espirit_maps(k[None], calib_size=16, kernel_size=4))
+    n = complex_noise((1, *k.shape), generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(sub.project(sub.project(n)), sub.project(n), atol=1e-4)
+    rel = (sub.project(k[None]) - k[None]).norm() / k.norm()
+    assert rel < 0.05
+
+
+def test_slr_subspace_operator_is_hermitian_psd_and_near_identity_on_data():
+    k, _ = _phantom(32, 32, 4)
+    nb = Neighbourhood.disc(2)
+    ns = estimate_nullspace(resolve_acs(k[None], torch.ones(1, 1, 32), (12, 12), nb), nb)
+    sub = SLRSubspace(ns)
+    g = torch.Generator().manual_seed(3)
+    u, v = complex_noise((1, *k.shape), generator=g), complex_noise((1, *k.shape), generator=g)
+    assert abs(_inner(sub.project(u), v) - _inner(u, sub.project(v))) < 1e-3 * u.norm() * v.norm()
+    assert float(sub.combined_energy(u)) >= 0
+    assert (sub.project(k[None]) - k[None]).norm() < 0.1 * k.norm()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Network and loss (eqs. 10-11)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_channels_roundtrip_and_coils_in_batch():
+    z = complex_noise((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    x = complex_to_channels(z)
+    assert x.shape == (6, 2, 8, 8)
+    assert torch.equal(x[4, 0], z[1, 1].real) and torch.equal(x[4, 1], z[1, 1].imag)
+    assert torch.equal(channels_to_complex(x, 3), z)
+
+
+def test_network_is_residual_and_shares_weights_across_coils():
+    torch.manual_seed(0)
+    model = AKDiffusionModel(TINY).eval()
+    k, _ = _phantom(16, 16, 3)
+    z = k[None] * model.kspace_units((16, 16))
+    t = torch.tensor([0.4])
+    assert torch.equal(model(z, t), z)  # fresh network: r_theta = 0 (zero-initialised output), h = z (eq. 10)
+    for p in model.parameters():  # give r_theta something to say
+        p.data.add_(0.05 * torch.randn_like(p))
+    h = model(z, t)
+    assert not torch.allclose(h, z)
+    perm = torch.tensor([2, 0, 1])
+    assert torch.allclose(model(z[:, perm], t), h[:, perm], atol=1e-5)  # coils in the batch dimension
+    # odd grid sizes are zero-padded for the network and cropped back
+    assert model(z[..., :15, :13], t).shape == (1, 3, 15, 13)
+
+
+def test_score_matching_loss_is_zero_for_the_exact_h():
+    torch.manual_seed(0)
+    model = AKDiffusionModel(TINY)
+    k, maps = _phantom(16, 16, 3)
+    z0 = k[None] * model.kspace_units((16, 16))
+    sub = MapsSubspace(maps[None])
+    t = torch.tensor([0.5])
+    exact = model.score_matching_loss(z0, sub, t=t, h_fn=lambda z, tt: z0)
+    assert float(exact) == 0.0
+    v = complex_noise(z0.shape, generator=torch.Generator().manual_seed(1))
+    outside = v - sub.project(v)  # at t = 0 (G_0 = I) errors outside the coil subspace are not penalised
+    t0 = torch.zeros(1)
+    inside0 = float(model.score_matching_loss(z0, sub, t=t0, h_fn=lambda z, tt: z0 + sub.project(v)))
+    assert inside0 > 1e-3
+    assert float(model.score_matching_loss(z0, sub, t=t0, h_fn=lambda z, tt: z0 + outside)) < 1e-6 * inside0
+    inside = model.score_matching_loss(z0, sub, t=t, h_fn=lambda z, tt: z0 + sub.project(v))
+    assert float(inside) > 1e-3
+    # the isotropic ablation penalises every coil
+    assert float(model.score_matching_loss(z0, IdentitySubspace(), t=t, h_fn=lambda z, tt: z0 + outside)) > 1e-3
+
+
+def test_training_loss_needs_full_kspace_and_backpropagates():
+    from mrrecon.data.datasets import Batch
+
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "calib_size": 12})
+    k, _ = _phantom(32, 32, 4)
+    full = Batch(kspace=k[None], mask=torch.ones(1, 1, 1, 32, dtype=torch.bool))
+    loss = model.training_loss(full)["loss"]
+    loss.backward()
+    assert loss.item() > 0 and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    under = Batch(kspace=k[None], mask=make_mask("uniform1d", (32, 32), 4).mask[None])
+    with pytest.raises(DataError, match="fully sampled"):
+        model.training_loss(under)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Line-6 correction and PC sampling (Algorithm 1)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _undersampled(h=32, w=32, coils=4):
+    k, maps = _phantom(h, w, coils)
+    mask = make_mask("uniform1d", (h, w), 3, acs_lines=10).mask
+    return k, k * mask, mask
+
+
+@pytest.mark.parametrize("correction", ["slr", "dc"])
+def test_line6_correction_keeps_measured_samples(correction):
+    k, y, mask = _undersampled()
+    sampler = PCSampler(AKDiffusionModel(TINY), correction=correction, lam=1.0)
+    prior = y + 0.3 * complex_noise(y.shape, generator=torch.Generator().manual_seed(0))
+    out = sampler.correction_fn(y[None], mask)(prior[None])[0]
+    m = mask.expand_as(y)
+    assert torch.allclose(out[m], y[m], atol=1e-6)  # M z = y exactly (data_weight=None)
+    if correction == "dc":
+        assert torch.equal(out[~m], prior[~m])  # DC only: the unmeasured samples are the network's
+    else:
+        assert not torch.allclose(out[~m], prior[~m])  # SLR: the unmeasured samples are corrected too
+
+
+def test_line6_soft_form_moves_measured_samples_toward_y():
+    k, y, mask = _undersampled()
+    prior = y + 0.3 * complex_noise(y.shape, generator=torch.Generator().manual_seed(0))
+    m = mask.expand_as(y)
+    errs = []
+    for d in (1.0, 100.0):
+        out = PCSampler(AKDiffusionModel(TINY), data_weight=d, lam=1.0).correction_fn(y[None], mask)(prior[None])[0]
+        errs.append(float((out[m] - y[m]).abs().norm()))
+    assert errs[1] < 0.1 * errs[0] < 0.1 * float((prior[m] - y[m]).abs().norm())
+
+
+def test_pc_sampler_runs_is_seeded_and_counts_evaluations():
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "calib_size": 12}).eval()
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    k, y, mask = _undersampled()
+    a = PCSampler(model, steps=3, corrector_steps=1, seed=5, slr_iters=3)
+    img = a.reconstruct_image(y, mask)
+    assert img.shape == (32, 32) and torch.isfinite(img).all()
+    assert a.last_nfe == 6  # N (1 + M)
+    assert torch.equal(PCSampler(model, steps=3, corrector_steps=1, seed=5, slr_iters=3).reconstruct_image(y, mask),
+                       img)
+    assert not torch.equal(PCSampler(model, steps=3, corrector_steps=1, seed=6, slr_iters=3)
+                           .reconstruct_image(y, mask), img)
+    for subspace in ("sos", "slr", "identity"):
+        out = PCSampler(model, steps=2, subspace=subspace, slr_iters=2).reconstruct_image(y, mask)
+        assert torch.isfinite(out).all()
+
+
+class _OracleModel:
+    """The exact h (h = z(0) for every input): Algorithm 1 must then recover z(0) up to its final noise."""
+
+    def __init__(self, k_full: torch.Tensor):
+        self.sde = AKDiffusionSDE()
+        self.k_full = k_full
+
+    def kspace_units(self, shape):
+        return 1.0
+
+    def __call__(self, z, t):
+        return self.k_full[None].to(z.dtype)
+
+
+@pytest.mark.parametrize("correction,subspace", [("slr", "espirit"), ("dc", "identity")])
+def test_pc_sampling_with_the_exact_h_recovers_the_kspace(correction, subspace):
+    from mrrecon.metrics import psnr
+
+    k, y, mask = _undersampled(48, 48, 4)
+    target = rss(ifft2c(k))
+    sampler = PCSampler(_OracleModel(k), steps=20, correction=correction, subspace=subspace, slr_iters=5,
+                        calib_size=10)
+    rec = sampler.reconstruct_image(y, mask)
+    zero_filled = rss(ifft2c(y))
+    assert psnr(target, rec) > psnr(target, zero_filled) + 10
+
+
+def test_pretrained_roundtrip(tmp_path):
+    from mrrecon.methods.pretrained import from_pretrained
+
+    torch.manual_seed(0)
+    model = AKDiffusionModel(TINY)
+    for p in model.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path / "m")
+    loaded = from_pretrained(tmp_path / "m", expected_type="akdiff")
+    z = complex_noise((1, 2, 16, 16), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(loaded(z, torch.tensor([0.3])), model.eval()(z, torch.tensor([0.3])))
+
+
+def test_registry_options():
+    from mrrecon.methods import get_info
+
+    for name in ("akdiff", "akdiff-no-sscoil", "akdiff-no-slr"):
+        info = get_info(name)
+        assert info.multicoil_only and info.needs_weights
+    assert "subspace" not in get_info("akdiff-no-sscoil").options
+    assert "correction" not in get_info("akdiff-no-slr").options
+    with pytest.raises(ConfigError):
+        PCSampler(AKDiffusionModel(TINY), subspace="nope")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Shipped weights (slow): the trained model beats zero-filling on a held-out simulated slice
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_shipped_weights_beat_zero_filled_on_held_out_slice():
+    from mrrecon.data.datasets import make_slice_sample
+    from mrrecon.data.simulate import simulate_subject
+    from mrrecon.methods import load
+    from mrrecon.methods.weights import weights_dir
+    from mrrecon.metrics import psnr
+
+    if not (weights_dir() / "akdiff-small" / "model.safetensors").is_file():
+        pytest.skip("weights/akdiff-small not shipped")
+    torch.set_num_threads(1)
+    subj = simulate_subject(seed=12345, size=128, coils=8, contrasts=("T1",), slices=1)
+    k = torch.as_tensor(subj["T1"].kspace[0])
+    sample = make_slice_sample(k, make_mask("uniform1d", (128, 128), 6), normalise="max")
+    method = load("akdiff:steps=20")
+    rec = method.reconstruct(sample)
+    zf = rss(ifft2c(sample.kspace))
+    assert psnr(sample.target, rec) > psnr(sample.target, zf) + 1.0
