@@ -52,6 +52,9 @@ class ModelConfig:
 
     type: str = "unet"
     params: dict[str, Any] = field(default_factory=dict)
+    # warm start: a pretrained folder whose tensors are copied where name and shape match (others keep their
+    # initialisation), e.g. the IMA stage sweep starts T stages from the trained 12-stage model
+    init_from: str | None = None
 
 
 @dataclass

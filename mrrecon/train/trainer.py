@@ -200,6 +200,8 @@ class Trainer:
         # -- model, optimiser, schedule, EMA --------------------------------------------------------------
         set_seed(t.seed)
         model = model_class(cfg.model.type).from_config(cfg.model.params).to(acc.device)
+        if cfg.model.init_from and resume_from is None:
+            _warm_start(model, cfg.model.init_from)
         ema = EMA(model, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         optimizer = build_optimizer(model.parameters(), cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim, t.max_steps)
@@ -483,6 +485,21 @@ def model_card(config: TrainConfig, meta: dict[str, Any], num_parameters: int) -
         lines.append("no validation split.")
     lines += ["", "Full resolved config: `train_config.yaml`.", ""]
     return "\n".join(lines)
+
+
+def _warm_start(model: PretrainedModel, folder: str) -> None:
+    """Copy the tensors of a pretrained folder into ``model`` where name and shape match (safetensors only)."""
+    from safetensors.torch import load_file
+
+    from mrrecon.methods.pretrained import WEIGHTS_NAME, resolve_pretrained
+
+    source = load_file(str(resolve_pretrained(folder) / WEIGHTS_NAME))
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not matched:
+        raise ConfigError(f"model.init_from={folder!r}: no tensor matches the model's names and shapes")
+    model.load_state_dict(matched, strict=False)
+    print(f"warm start from {folder}: {len(matched)} of {len(own)} tensors copied")
 
 
 def train(config: TrainConfig, *, resume: bool = False, out_dir: str | None = None,

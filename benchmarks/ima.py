@@ -1,0 +1,273 @@
+"""IMA (multi-contrast unfolding): data preparation, training of the variants, stage sweep and evaluation.
+
+Subcommands (run from the repository root, one thread each: ``OMP_NUM_THREADS=1``):
+
+``prepare``
+    Simulates the single-coil paired data (``runs/cache/ima-sim/{train,val,test}``; train: 32 subjects x 2
+    slices, seed 0; val: 4 subjects x 1 slice, seed 1; test: 6 held-out subjects x 2 slices, seed 2; 256 x 256,
+    contrasts T2, PD, FLAIR, T1) and the *mixed-reference* training folders ``runs/cache/ima-sim/{train,val}-mixed``:
+    every subject appears three times, as ``<subj>-PD_{T2,REF}.h5``, ``<subj>-FLAIR_{T2,REF}.h5`` and
+    ``<subj>-T1_{T2,REF}.h5`` (symbolic links), so one model learns T2 with a PD, FLAIR *or* T1 reference
+    (``data.reference_contrast: REF`` in configs/ima-small.yaml).
+
+``train --variant ima|ima-no-csca|ima-no-dcm|ima-single [--stages T] [--steps N] [--out DIR] [--ship]``
+    ``mrrecon train configs/ima-small.yaml`` with the variant's flags (and stage count / step budget) set by
+    ``--set`` overrides; ``--ship`` copies ``final/`` to ``weights/<variant>-small``.
+
+``sweep [--stages 6,8,10,12,14] [--steps 100] [--init-from runs/ima-small/final] [--lr 1e-3]``
+    One short training per stage count (same budget each) into ``runs/ima-sweep/ima-t<T>``, warm-started from
+    the trained 12-stage model (``model.init_from``: stages 1..min(T, 12), embeddings and decoder copied;
+    stages 13-14 of T = 14 start from their initialisation), lr 1e-3 cosine.
+
+``evaluate [--which sim|cdlmri|sweep|all]``
+    ``mrrecon benchmark`` (its Python API) on the held-out pairs and the CDLMRI T1/T2 brains of ../shared/data;
+    writes ``benchmarks/results/ima*.json`` (summary rows + parameters / GMACs per method).
+
+``cards``
+    Appends the held-out tables to ``weights/<variant>-small/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SIM = REPO / "runs" / "cache" / "ima-sim"
+REFERENCES = ("PD", "FLAIR", "T1")  # the mixed-reference training set: one model for any of them
+VARIANT_FLAGS = {
+    "ima": [],
+    "ima-no-csca": ["model.params.csca=false"],
+    "ima-no-dcm": ["model.params.dcm=false"],
+    "ima-single": ["model.params.use_reference=false"],
+}
+
+
+def prepare() -> None:
+    from mrrecon.data.simulate import simulate_dataset
+
+    splits = {"train": dict(subjects=32, slices=2, seed=0, contrasts=("T2", "PD", "FLAIR", "T1")),
+              "val": dict(subjects=4, slices=1, seed=1, contrasts=("T2", "PD", "FLAIR", "T1")),
+              "test": dict(subjects=6, slices=2, seed=2, contrasts=("T2", "PD", "FLAIR", "T1"))}
+    for name, kw in splits.items():
+        folder = SIM / name
+        expected = kw["subjects"] * len(kw["contrasts"])
+        if not folder.is_dir() or len(list(folder.glob("*.h5"))) < expected:
+            simulate_dataset(folder, size=256, coils=1, **kw)
+            print(f"simulated {folder}")
+    for name in ("train", "val"):
+        src, dst = SIM / name, SIM / f"{name}-mixed"
+        dst.mkdir(parents=True, exist_ok=True)
+        for t2 in sorted(src.glob("*_T2.h5")):
+            subject = t2.name[: -len("_T2.h5")]
+            for ref in REFERENCES:
+                for contrast, target in (("T2", t2), ("REF", src / f"{subject}_{ref}.h5")):
+                    link = dst / f"{subject}-{ref}_{contrast}.h5"
+                    if not link.exists():
+                        link.symlink_to(os.path.relpath(target, dst))
+        print(f"mixed-reference pairs in {dst}")
+
+
+def train(variant: str, stages: int | None, steps: int | None, out: str | None, ship: bool,
+          extra: list[str] | None = None) -> Path:
+    sets = [f"name={Path(out).name if out else variant + '-small'}", *VARIANT_FLAGS[variant], *(extra or [])]
+    if stages is not None:
+        sets.append(f"model.params.stages={stages}")
+    if steps is not None:
+        sets.append(f"train.max_steps={steps}")
+    out_dir = out or f"runs/{variant}-small"
+    cmd = [sys.executable, "-m", "mrrecon.train", "configs/ima-small.yaml", "--out", out_dir]
+    for s in sets:
+        cmd += ["--set", s]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    final = REPO / out_dir / "final"
+    if ship:
+        dest = REPO / "weights" / f"{variant}-small"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(final, dest)
+        print(f"shipped {final} -> {dest}")
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("prepare")
+    t = sub.add_parser("train")
+    t.add_argument("--variant", choices=sorted(VARIANT_FLAGS), default="ima")
+    t.add_argument("--stages", type=int, default=None)
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--out", default=None)
+    t.add_argument("--ship", action="store_true")
+    s = sub.add_parser("sweep")
+    s.add_argument("--stages", default="6,8,10,12,14")
+    s.add_argument("--steps", type=int, default=100)
+    s.add_argument("--init-from", default="runs/ima-small/final", help="warm start ('' = from scratch)")
+    s.add_argument("--lr", type=float, default=1e-3)
+    e = sub.add_parser("evaluate")
+    e.add_argument("--which", default="all")
+    sub.add_parser("cards")
+    args = p.parse_args(argv)
+    if args.cmd == "prepare":
+        prepare()
+    elif args.cmd == "train":
+        train(args.variant, args.stages, args.steps, args.out, args.ship)
+    elif args.cmd == "sweep":
+        for t_ in (int(v) for v in args.stages.split(",")):
+            extra = [f"optim.lr={args.lr}"] + ([f"model.init_from={args.init_from}"] if args.init_from else [])
+            train("ima", t_, args.steps, f"runs/ima-sweep/ima-t{t_}", ship=False, extra=extra)
+    elif args.cmd == "evaluate":
+        evaluate(args.which)
+    elif args.cmd == "cards":
+        cards()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Evaluation: the project's benchmark (same samples and seeded masks for every method)
+# ------------------------------------------------------------------------------------------------------------
+SETTINGS = (("radial2d", 8.0), ("random1d", 4.0))  # the closing-note settings: 8x radial and 4x random
+MAIN_METHODS = ("zero-filled", "unet", "varnet", "ima-single", "ima-no-dcm", "ima-no-csca", "ima")
+SWEEP_STAGES = (6, 8, 10, 12, 14)
+
+
+def _bench(name: str, data: list[str], methods: list[str], target: str, reference: str,
+           settings=SETTINGS) -> dict:
+    """One benchmark run per (mask, accel) setting into runs/ima-bench/<name>-<mask>-<accel>x; returns the slim
+    results per setting."""
+    import torch
+    from _common import slim_results
+
+    from mrrecon.eval.benchmark import BenchmarkConfig, collect_data, run_benchmark
+
+    torch.set_num_threads(1)
+    out: dict[str, dict] = {}
+    for mask, accel in settings:
+        cfg = BenchmarkConfig(methods=list(methods), masks=(mask,), accels=(accel,), target_contrast=target,
+                              reference_contrast=reference, figures=2)
+        specs, problems = collect_data(data, cfg)
+        folder = REPO / "runs" / "ima-bench" / f"{name}-{mask}-{accel:g}x"
+        res = run_benchmark(specs, cfg, folder, problems=problems, progress=False)
+        root = os.path.commonpath([str(Path(d).resolve()) for d in data])
+        command = (f"python benchmarks/ima.py evaluate --which {name.split('-')[0]}  (mrrecon benchmark --data <dir> "
+                   f"--methods {','.join(methods)} --masks {mask} --accels {accel:g} --target-contrast {target} "
+                   f"--reference-contrast {reference})")
+        out[f"{mask}-{accel:g}x"] = slim_results(res, command, data_root=root, report=str(folder.relative_to(REPO)))
+        print(f"{name} {mask} {accel:g}x done", flush=True)
+    return out
+
+
+def _pivot(results: dict[str, dict]) -> str:
+    """Markdown: one row per method, one column per (data, setting) with PSNR / SSIM, then params and GMACs."""
+    cols = [(d, st) for d, per in results.items() for st in per]
+    methods: dict[str, dict] = {}
+    for d, st in cols:
+        for r in results[d][st]["summary"]:
+            row = methods.setdefault(r["method"], {"params_m": r.get("params_m"), "gmacs": r.get("gmacs")})
+            row[(d, st)] = f"{r['psnr_mean']:.2f} / {r['ssim_mean']:.4f}"
+    head = "| method | " + " | ".join(f"{d} {st}" for d, st in cols) + " | params (M) | GMACs |"
+    lines = [head, "|---" * (len(cols) + 3) + "|"]
+    for name, row in methods.items():
+        pm = "–" if row["params_m"] is None else f"{row['params_m']:.3f}"
+        gm = "–" if row["gmacs"] is None else f"{row['gmacs']:.2f}"
+        lines.append(f"| {name} | " + " | ".join(row.get(c, "–") for c in cols) + f" | {pm} | {gm} |")
+    return "\n".join(lines)
+
+
+def _table(results: dict[str, dict]) -> str:
+    lines = ["| data | setting | method | PSNR (dB) | SSIM | params (M) | GMACs |", "|---|---|---|---|---|---|---|"]
+    for data_name, per_setting in results.items():
+        for setting, res in per_setting.items():
+            for r in res["summary"]:
+                pm = "–" if r.get("params_m") is None else f"{r['params_m']:.3f}"
+                gm = "–" if r.get("gmacs") is None else f"{r['gmacs']:.2f}"
+                lines.append(f"| {data_name} | {setting} | {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} "
+                             f"| {r['ssim_mean']:.4f} | {pm} | {gm} |")
+    return "\n".join(lines)
+
+
+def evaluate(which: str) -> None:
+    from mrrecon.utils.io import atomic_write_json
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    test = str(SIM / "test")
+    shared = shared_data()
+    results_dir = REPO / "benchmarks" / "results"
+    todo = {"sim", "cdlmri", "sweep"} if which == "all" else set(which.split(","))
+    if "sim" in todo:
+        res = {"simulated T2/PD": _bench("sim-PD", [test], list(MAIN_METHODS), "T2", "PD")}
+        # ima-single, unet, varnet and zero-filled do not read the reference: only ima variants are rerun
+        for ref in ("FLAIR", "T1"):
+            res[f"simulated T2/{ref}"] = _bench(f"sim-{ref}", [test], ["ima-no-dcm", "ima-no-csca", "ima"], "T2",
+                                                ref)
+        atomic_write_json(results_dir / "ima.json", {"held_out_simulated": res, "table": _table(res),
+                                                         "pivot": _pivot(res)})
+        print(_pivot(res))
+    if "cdlmri" in todo:
+        if shared is None:
+            print("no shared data folder: skipping the CDLMRI T1/T2 brains")
+        else:
+            res = {"CDLMRI T2/T1": _bench("cdlmri", [str(shared / "multicontrast_brain_cdlmri")], list(MAIN_METHODS),
+                                          "T2", "T1")}
+            atomic_write_json(results_dir / "ima_cdlmri.json",
+                              {"cdlmri": res, "table": _table(res), "pivot": _pivot(res)})
+            print(_pivot(res))
+    if "sweep" in todo:
+        methods = [f"ima:weights=runs/ima-sweep/ima-t{t}/final" for t in SWEEP_STAGES
+                   if (REPO / "runs" / "ima-sweep" / f"ima-t{t}" / "final").is_dir()]
+        res = {"simulated T2/PD": _bench("sweep-sim", [test], methods, "T2", "PD")}
+        if shared is not None:
+            res["CDLMRI T2/T1"] = _bench("sweep-cdlmri", [str(shared / "multicontrast_brain_cdlmri")], methods, "T2",
+                                         "T1")
+        atomic_write_json(results_dir / "ima_sweep.json",
+                          {"stage_sweep": res, "table": _table(res), "pivot": _pivot(res)})
+        print(_pivot(res))
+
+
+def cards() -> None:
+    """Append the held-out evaluation (benchmarks/results/ima*.json) to the shipped model cards."""
+    results_dir = REPO / "benchmarks" / "results"
+    parts = []
+    for name, title in (("ima.json", "held-out simulated pairs (6 unseen subjects x 2 slices, single-coil 256x256)"),
+                        ("ima_cdlmri.json", "CDLMRI T1/T2 brains of ../shared/data (2 patients, target T2, "
+                                            "reference T1)")):
+        if (results_dir / name).is_file():
+            parts.append(f"### {title}\n\n" + json.loads((results_dir / name).read_text())["pivot"] + "\n")
+    parts.append("ima-single, unet, varnet and zero-filled do not read the reference: their T2/FLAIR and T2/T1 "
+                 "numbers are the T2/PD ones (same targets and masks).\n")
+    if not parts:
+        raise SystemExit("no results yet: run `python benchmarks/ima.py evaluate` first")
+    text = ("\n## Held-out evaluation\n\nGenerated by `python benchmarks/ima.py evaluate` (the project benchmark: "
+            "same samples and seeded masks for every method; fastMRI-convention PSNR / SSIM per volume, mean over "
+            "volumes). Cells are PSNR (dB) / SSIM; GMACs per 256x256 slice. See docs/ima.md.\n\n" + "\n".join(parts))
+    for variant in VARIANT_FLAGS:
+        readme = REPO / "weights" / f"{variant}-small" / "README.md"
+        if readme.is_file():
+            body = readme.read_text().split("\n## Reproduce")[0].rstrip("\n") + "\n"  # idempotent
+            body = body.replace('mrrecon.methods.load("ima", checkpoint=',
+                                f'mrrecon.methods.load("{variant}", checkpoint=')
+            flags = "".join(f" --set {f}" for f in VARIANT_FLAGS[variant])
+            body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then "
+                     f"`python benchmarks/ima.py train --variant {variant} --ship` (= `OMP_NUM_THREADS=1 "
+                     "mrrecon train configs/ima-small.yaml --out "
+                     f"runs/{variant}-small --set name={variant}-small{flags}`; final/ copied here). One model for "
+                     "T2 targets with a PD, FLAIR or T1 reference (mixed-reference training set).\n")
+            readme.write_text(body + text)
+            print(f"updated {readme}")
+
+
+def shared_data():
+    from _common import shared_data_dir
+
+    return shared_data_dir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""IMA (multi-contrast unfolding): DCM schedule, data consistency of eqs. 18-19, the closed-form G update,
+CSCA coupling, persistence and the registered variants. Tiny models on small images; the shipped-weights
+check is marked slow."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mrrecon.errors import ConfigError, DataError
+from mrrecon.methods.ima.csca import CSCA
+from mrrecon.methods.ima.dcm import DCM_KERNELS, apply_dcm, dcm_schedule, dilation_sequence, full_mask
+from mrrecon.methods.ima.model import ComplexConv, IMAModel
+from mrrecon.methods.ima.stage import IMAStage, complex_to_features, features_to_complex
+from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.masks import make_mask
+
+TINY = {"stages": 4, "channels": 4, "ref_channels": 2, "attn_channels": 2}
+
+
+def _masks(shape=(48, 48)):
+    return [make_mask("random1d", shape, 4, seed=1).mask, make_mask("radial2d", shape, 8, seed=2).mask,
+            make_mask("random1d", shape, 8, seed=3).mask]
+
+
+def _problem(b=2, h=32, w=32, kind="radial2d", accel=4.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(b, h, w, generator=g, dtype=torch.complex64)
+    mask = torch.stack([make_mask(kind, (h, w), accel, seed=seed + i).mask for i in range(b)])
+    kspace = fft2c(image)[:, None] * mask
+    reference = torch.rand(b, h, w, generator=g)
+    return kspace, mask, reference, image
+
+
+# --------------------------------------------------------------------------------------------------------
+# DCM (eqs. 16-17)
+# --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel", sorted(DCM_KERNELS))
+def test_dcm_dilation_grows_monotonically_and_contraction_restores_exactly(kernel):
+    mask0 = torch.stack([full_mask(m, (48, 48))[0] for m in _masks()])
+    stages = 12
+    seq, steps = dilation_sequence(mask0, stages, kernel=kernel, delta=3.0, ratio=0.9)
+    assert seq.shape[0] == (stages - 1) // 2 + 1
+    for j in range(1, seq.shape[0]):
+        assert torch.all(seq[j] >= seq[j - 1])  # never loses a known pixel
+        assert torch.all(seq[j][mask0 > 0] == 1)
+    assert torch.all(steps >= 1) and bool(seq[-1].sum() > mask0.sum())  # it does dilate
+    sched = dcm_schedule(mask0, stages, kernel=kernel)
+    assert len(sched) == stages
+    assert torch.equal(sched[0], mask0) and torch.equal(sched[-1], mask0)  # back to M^(0) exactly
+    for b in range(mask0.shape[0]):
+        k = int(steps[b])
+        grow = [s[b] for s in sched[:k + 1]]
+        for t in range(1, k + 1):
+            assert torch.all(grow[t] >= grow[t - 1])
+            assert torch.equal(sched[2 * k - t][b], sched[t][b])  # symmetric contraction
+        for t in range(2 * k, stages):
+            assert torch.equal(sched[t][b], mask0[b])
+
+
+def test_dcm_stops_at_ratio_and_values_are_binary():
+    mask0 = full_mask(make_mask("random1d", (40, 40), 4, seed=0).mask, (40, 40))
+    seq, steps = dilation_sequence(mask0, 40, kernel=2, delta=3.0, ratio=0.5)
+    k = int(steps[0])
+    assert float(seq[k - 1].mean()) <= 0.5 < float(seq[k].mean())  # eq. 17: stops once n1/N > ratio
+    assert torch.equal(seq[-1], seq[k])
+    assert set(seq.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_dcm_kernels_differ_and_bad_kernel_is_config_error():
+    mask0 = full_mask(make_mask("radial2d", (48, 48), 8, seed=0).mask, (48, 48))
+    peaks = [dilation_sequence(mask0, 5, kernel=k)[0][1] for k in sorted(DCM_KERNELS)]
+    assert not torch.equal(peaks[0], peaks[1]) and not torch.equal(peaks[0], peaks[2])
+    with pytest.raises(ConfigError):
+        dcm_schedule(mask0, 5, kernel=4)
+    with pytest.raises(ConfigError):
+        IMAModel({**TINY, "dcm_kernel": 7})
+
+
+def test_no_dcm_uses_the_original_mask_everywhere():
+    mask0 = full_mask(make_mask("radial2d", (32, 32), 8, seed=0).mask, (32, 32))
+    assert all(torch.equal(m, mask0) for m in dcm_schedule(mask0, 6, enabled=False))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Eqs. 18-19, 22 and the stage
+# --------------------------------------------------------------------------------------------------------
+def test_eq19_keeps_measured_samples_and_eq18_freezes_the_dilated_region():
+    g = torch.Generator().manual_seed(0)
+    shape = (2, 3, 32, 32)
+    k_temp, k_prev, k0 = (torch.randn(shape, generator=g, dtype=torch.complex64) for _ in range(3))
+    mask0 = full_mask(make_mask("random1d", (32, 32), 4, seed=0).mask, (32, 32)).expand(2, 1, 32, 32)
+    mask_t = dcm_schedule(mask0, 7)[2]
+    out = apply_dcm(k_temp, k_prev, k0, mask_t, mask0)
+    m0, mt = mask0.bool().expand(shape), mask_t.bool().expand(shape)
+    assert torch.equal(out[m0], k0[m0])  # eq. 19
+    assert torch.equal(out[mt & ~m0], k_prev[mt & ~m0])  # eq. 18: dilated region keeps the previous estimate
+    assert torch.equal(out[~mt], k_temp[~mt])
+
+
+def test_stage_output_is_consistent_with_the_embedded_measurement():
+    torch.manual_seed(0)
+    stage = IMAStage(4, 2, 2, attn_channels=2)
+    b, h, w = 2, 24, 24
+    x, g = torch.randn(b, 4, h, w), torch.randn(b, 4, h, w)
+    yt, y = torch.randn(b, 2, h, w), torch.randn(b, 2, h, w)
+    k_z = torch.randn(b, 2, h, w, dtype=torch.complex64)
+    mask0 = full_mask(make_mask("radial2d", (h, w), 4, seed=0).mask, (h, w)).expand(b, 1, h, w)
+    mask_t = dcm_schedule(mask0, 5)[2]
+    x1, g1, yt1, mapped = stage(x, g, yt, y, k_z, mask0, mask_t)
+    k1 = fft2c(features_to_complex(x1))
+    m = mask0.bool().expand_as(k1)
+    assert torch.allclose(k1[m], k_z[m], atol=1e-5)
+    assert x1.shape == x.shape and g1.shape == g.shape and yt1.shape == yt.shape and mapped.shape == x.shape
+
+
+def test_g_update_tends_to_x_as_alpha_grows():
+    g = torch.Generator().manual_seed(0)
+    mapped, x = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    for alpha, tol in ((1e3, 1e-2), (1e7, 1e-5)):
+        out = IMAStage.g_update(mapped, x, torch.tensor(alpha))
+        assert torch.allclose(out, x, atol=tol)
+    assert torch.allclose(IMAStage.g_update(mapped, x, torch.tensor(0.0)), mapped)  # alpha = 0: the mapping
+
+
+def test_feature_layout_round_trip_and_complex_conv_is_a_fourier_multiplier():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.complex64)
+    assert torch.equal(features_to_complex(complex_to_features(z)), z)
+    conv = ComplexConv(1, 3)
+    x = torch.randn(1, 1, 16, 16, generator=g, dtype=torch.complex64)
+    mask = make_mask("radial2d", (16, 16), 4, seed=0).mask
+    under = ifft2c(fft2c(x) * mask)
+    # masking before or after the embedding gives the same measured k-space (eq. 19 is exact DC)
+    assert torch.allclose(fft2c(conv(under)) * mask, fft2c(conv(x)) * mask, atol=1e-5)
+
+
+def test_csca_couples_both_sequences():
+    torch.manual_seed(0)
+    csca = CSCA(2, 4, 3, dim=4, heads=2)
+    y, g = torch.randn(1, 2, 12, 12), torch.randn(1, 4, 12, 12)
+    maps, values = csca.attention_maps(y, g)
+    assert [tuple(m.shape) for m in maps] == [(1, 2, 2, 2)] * 2  # d x d per head: channel attention
+    assert torch.allclose(maps[0].sum(-1), torch.ones(1, 2, 2))
+    out = csca(y, g)
+    assert out.shape == (1, 3, 12, 12)
+    assert not torch.allclose(csca(y + 1.0 * torch.randn_like(y), g), out)  # depends on the reference
+    assert not torch.allclose(csca(y, g + 1.0 * torch.randn_like(g)), out)  # and on G
+
+
+# --------------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------------
+def test_model_output_keeps_measurements_and_loss_is_eq25():
+    torch.manual_seed(0)
+    model = IMAModel(TINY)
+    kspace, mask, reference, image = _problem()
+    out = model(kspace, mask, reference, return_all=True)
+    assert out["image"].shape == (2, 32, 32) and len(out["masks"]) == TINY["stages"]
+    k_out = fft2c(out["complex"])[:, None]
+    m = mask.expand_as(k_out)
+    assert torch.allclose(k_out[m], kspace[m], atol=1e-5)
+
+    from mrrecon.data.datasets import Batch
+
+    batch = Batch(kspace=kspace, mask=mask, target=image.abs(), reference=reference)
+    losses = model.training_loss(batch, torch.nn.functional.l1_loss)
+    expected = torch.nn.functional.l1_loss(out["image"], image.abs()) + 0.5 * torch.nn.functional.l1_loss(
+        out["features"], out["mapping"])
+    assert torch.allclose(losses["loss"], expected, atol=1e-6)
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.stages[0].parameters())
+
+
+def test_single_variant_ignores_the_reference_and_full_variant_needs_it():
+    torch.manual_seed(0)
+    kspace, mask, reference, _ = _problem(b=1)
+    single = IMAModel({**TINY, "use_reference": False})
+    assert torch.equal(single(kspace, mask, reference), single(kspace, mask, None))
+    full = IMAModel(TINY)
+    with pytest.raises(DataError, match="reference"):
+        full(kspace, mask, None)
+    assert not torch.allclose(full(kspace, mask, reference), full(kspace, mask, reference.flip(-1)))
+    with pytest.raises(DataError, match="single-coil"):
+        full(kspace.expand(1, 4, 32, 32), mask, reference)
+
+
+def test_ablation_configs_build_and_bad_widths_fail():
+    for flags in ({"csca": False}, {"dcm": False}, {"dcm_kernel": 3}, {"stages": 1}):
+        kspace, mask, reference, _ = _problem(b=1)
+        assert IMAModel({**TINY, **flags})(kspace, mask, reference).shape == (1, 32, 32)
+    assert IMAModel({**TINY, "csca": False}).num_parameters() < IMAModel(TINY).num_parameters()
+    for bad in ({"ref_channels": 4}, {"channels": 5}, {"stages": 0}):
+        with pytest.raises(ConfigError):
+            IMAModel({**TINY, **bad})
+
+
+def test_same_seed_same_model_and_save_load_round_trip(tmp_path):
+    torch.manual_seed(3)
+    a = IMAModel(TINY)
+    torch.manual_seed(3)
+    b = IMAModel(TINY)
+    kspace, mask, reference, _ = _problem(b=1)
+    with torch.no_grad():
+        assert torch.equal(a(kspace, mask, reference), b(kspace, mask, reference))
+    a.save_pretrained(tmp_path / "ima")
+    from mrrecon.methods import load
+    from mrrecon.methods.pretrained import from_pretrained
+
+    c = from_pretrained(tmp_path / "ima", expected_type="ima")
+    with torch.no_grad():
+        assert torch.equal(a(kspace, mask, reference), c(kspace, mask, reference))
+    method = load(f"ima:weights={tmp_path / 'ima'}")
+    from mrrecon.data.sample import Sample
+
+    sample = Sample(kspace=kspace[0], mask=mask[0], reference=reference[0])
+    assert method.reconstruct(sample).shape == (32, 32)
+    with pytest.raises(ConfigError, match="not this variant"):
+        load(f"ima-single:weights={tmp_path / 'ima'}")
+
+
+def test_warm_start_copies_matching_stages(tmp_path):
+    from mrrecon.train.trainer import _warm_start
+
+    torch.manual_seed(0)
+    IMAModel({**TINY, "stages": 2}).save_pretrained(tmp_path / "t2")
+    src = IMAModel.from_pretrained(tmp_path / "t2")
+    torch.manual_seed(1)
+    dst = IMAModel({**TINY, "stages": 3})
+    before = dst.stages[2].prior_x[0].weight.clone()
+    _warm_start(dst, str(tmp_path / "t2"))
+    assert torch.equal(dst.stages[1].prior_x[0].weight, src.stages[1].prior_x[0].weight)
+    assert torch.equal(dst.embed_z.weight_re, src.embed_z.weight_re)
+    assert torch.equal(dst.stages[2].prior_x[0].weight, before)  # no source: keeps its initialisation
+
+
+def test_variants_are_registered():
+    from mrrecon.methods import available
+
+    methods = available()
+    for name in ("ima", "ima-no-csca", "ima-no-dcm", "ima-single"):
+        assert name in methods and methods[name].needs_weights
+    assert methods["ima"].needs_reference and not methods["ima-single"].needs_reference
+    from mrrecon.data.sample import Sample
+    from mrrecon.eval.benchmark import incompatibility
+
+    mask = make_mask("random1d", (16, 16), 4, seed=0).mask
+    multi = Sample(kspace=torch.zeros(4, 16, 16, dtype=torch.complex64), mask=mask, reference=torch.ones(16, 16))
+    assert incompatibility(methods["ima-single"], multi) == "single-coil method, multi-coil data"
+    single = Sample(kspace=torch.zeros(1, 16, 16, dtype=torch.complex64), mask=mask)
+    assert incompatibility(methods["ima-single"], single) is None
+    assert "reference" in incompatibility(methods["ima"], single)
+
+
+def test_complexity_counts_macs_of_convolutions():
+    from mrrecon.eval.complexity import count_macs
+
+    conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    macs, out = count_macs(conv, torch.randn(1, 2, 10, 10))
+    assert macs == 2 * 3 * 9 * 100 and out.shape == (1, 3, 10, 10)
+
+
+@pytest.mark.slow
+def test_shipped_ima_beats_zero_filled_on_held_out_pair():
+    from mrrecon.data.simulate import simulate_subject
+    from mrrecon.methods import load
+    from mrrecon.methods.weights import shipped_weights
+    from mrrecon.metrics import psnr
+
+    if not {"ima-small", "ima-single-small"} <= set(shipped_weights()):
+        pytest.skip("shipped IMA weights not present")
+    data = simulate_subject(12345, size=256, coils=1, contrasts=("T2", "PD"), slices=1)
+    from mrrecon.data.datasets import make_slice_sample
+
+    k_full = data["T2"].kspace[0]
+    k_full = torch.as_tensor(k_full).reshape(1, 256, 256)
+    ref = torch.as_tensor(data["PD"].rss[0])
+    scores = {}
+    mask = make_mask("radial2d", (256, 256), 8, seed=0)
+    sample = make_slice_sample(k_full, mask)
+    sample.reference = ref / ref.max()
+    target = sample.target
+    for name in ("zero-filled", "ima-single", "ima"):
+        scores[name] = float(psnr(target, load(name).reconstruct(sample)))
+    # an unseen subject (seed outside the training, validation and test sets), radial 8x
+    assert scores["ima"] > scores["zero-filled"] + 1.0
+    assert scores["ima-single"] > scores["zero-filled"] + 1.0
