@@ -72,8 +72,13 @@ def simulate(out, subjects, size, coils, contrasts, slices, seed):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--checkpoint", default=None, help="Weights folder for learned methods (default: shipped weights).")
 @click.option("--device", default="cpu", show_default=True)
-def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, seed, checkpoint, device):
+@click.option("--samples", "samples_n", default=1, show_default=True, type=click.IntRange(min=1),
+              help="N > 1: N posterior samples per slice (methods with reconstruct_with_uncertainty, e.g. ssdm); "
+                   "writes their mean as the reconstruction and the standard deviation to <out>_std.h5.")
+def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, seed, checkpoint, device, samples_n):
     """Reconstruct INPUT files and write fastMRI-format results (dataset `reconstruction`)."""
+    import time
+
     import torch
 
     from mrrecon.data.datasets import samples_from_file
@@ -82,13 +87,22 @@ def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, see
     from mrrecon.methods import load
 
     method = load(method_spec, checkpoint=checkpoint, device=device)
+    if samples_n > 1 and not hasattr(method, "reconstruct_with_uncertainty"):
+        raise click.UsageError(f"--samples {samples_n}: method {method_spec!r} has no reconstruct_with_uncertainty")
     out_is_dir = len(inputs) > 1 or out.suffix not in (".h5", ".hdf5")
     failures = 0
     for path in inputs:
         try:
             samples = list(samples_from_file(path, mask_kind=None if mask_kind == "file" else mask_kind,
                                              acceleration=accel, center_fraction=center_fraction, seed=seed))
-            images, seconds, _, _ = reconstruct_volume(method, samples)
+            if samples_n > 1:  # posterior mean and standard deviation per slice (physical units)
+                t0 = time.perf_counter()
+                pairs = [method.reconstruct_with_uncertainty(s, samples_n) for s in samples]
+                images = [m.float().cpu() * s.meta.scale for (m, _), s in zip(pairs, samples, strict=True)]
+                stds = [d.float().cpu() * s.meta.scale for (_, d), s in zip(pairs, samples, strict=True)]
+                seconds = [(time.perf_counter() - t0) / len(samples)]
+            else:
+                images, seconds, _, _ = reconstruct_volume(method, samples)
         except MRReconError as exc:  # report, skip, keep what is written
             click.echo(f"skipped {path}: {exc}", err=True)
             failures += 1
@@ -99,6 +113,11 @@ def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, see
             volume = center_crop(volume, clamp_crop_size(tuple(volume.shape[-2:]), tuple(recon_size)))
         target = out / (Path(path).stem + ".h5") if out_is_dir else out
         write_reconstruction(target, volume.numpy())
+        if samples_n > 1:
+            std = torch.stack(stds)
+            if recon_size is not None:
+                std = center_crop(std, clamp_crop_size(tuple(std.shape[-2:]), tuple(recon_size)))
+            write_reconstruction(target.with_name(target.stem + "_std.h5"), std.numpy())
         m = samples[0].meta
         click.echo(f"{path} -> {target}: {len(images)} slice(s), {m.mask_type} {m.acceleration:g}x "
                    f"(effective {m.effective_acceleration:.2f}x), {sum(seconds) / len(seconds):.3f} s/slice")
@@ -147,6 +166,17 @@ def methods_cmd(details):
                 click.echo(f"{'':<20}{opt}: {help_}")
             if mi.paper:
                 click.echo(f"{'':<20}paper: {mi.paper}")
+            if mi.needs_weights and mi.default_weights in weights:  # Table-2-style complexity of one slice
+                from mrrecon.eval.complexity import method_complexity
+                from mrrecon.methods import load
+
+                try:
+                    cx = method_complexity(load(name), coils=8 if mi.multicoil_only else 1)
+                    n = "?" if cx["parameters"] is None else f"{cx['parameters'] / 1e6:.3f} M"
+                    click.echo(f"{'':<20}parameters: {n}; GMACs per 256x256 {cx['coils']}-coil slice: "
+                               f"{cx['gmacs']:.2f}")
+                except Exception as exc:  # noqa: BLE001 -- a listing must not fail on one method
+                    click.echo(f"{'':<20}complexity: not measured ({type(exc).__name__}: {exc})")
     click.echo("\nshipped weights: " + (", ".join(sorted(weights)) if weights else "none"))
 
 
@@ -167,18 +197,22 @@ def methods_cmd(details):
 @click.option("--reference-contrast", default=None, help="Multi-contrast: the fully sampled reference (e.g. PD).")
 @click.option("--data-root", default=None, help="Root folder for the paths in a YAML manifest.")
 @click.option("--figures", default=3, show_default=True, help="Files shown in figure grids.")
+@click.option("--feature-weights", default=None, type=click.Path(path_type=Path),
+              help="Folder of local .safetensors feature-network weights for LPIPS/rFID/KID (alexnet + lpips_alex "
+                   "or vgg16 + lpips_vgg, inception_fid); see docs/metrics.md. Without it they are skipped.")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, max_slices, device, target_contrast,
-              reference_contrast, data_root, figures, out):
+              reference_contrast, data_root, figures, out, feature_weights=None):
     """Every method on the same data, masks and accelerations: results.json/csv, report.md/html, figures."""
     from mrrecon.eval.benchmark import BenchmarkConfig, collect_data, run_benchmark, select_methods
-    from mrrecon.eval.report import summary_table_markdown
+    from mrrecon.eval.report import perceptual_table_markdown, summary_table_markdown
 
     if bool(target_contrast) != bool(reference_contrast):
         raise click.UsageError("--target-contrast and --reference-contrast go together")
     cfg = BenchmarkConfig(methods=methods, masks=tuple(_split_list(masks)), accels=tuple(_split_list(accels, float)),
                           center_fraction=center_fraction, seed=seed, max_slices=max_slices, device=device,
-                          target_contrast=target_contrast, reference_contrast=reference_contrast, figures=figures)
+                          target_contrast=target_contrast, reference_contrast=reference_contrast, figures=figures,
+                          feature_weights=None if feature_weights is None else str(feature_weights))
     select_methods(methods)  # unknown method names fail before any work
     specs, problems = collect_data([*data, *map(str, more_data)], cfg, data_root)
     for p in problems:
@@ -187,6 +221,8 @@ def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, ma
                f"{', '.join(f'{a:g}x' for a in cfg.accels)} -> {out}")
     res = run_benchmark(specs, cfg, out, problems=problems, echo=lambda m: click.echo(m, err=True))
     click.echo("\n" + summary_table_markdown(res["summary"]))
+    if perceptual_table_markdown(res["summary"]):
+        click.echo(perceptual_table_markdown(res["summary"]))
     if res["errors"]:
         click.echo(f"{len(res['errors'])} error(s) recorded in {out / 'results.json'} and the report", err=True)
     click.echo(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}, {out / 'report.html'}")

@@ -19,6 +19,15 @@ that cannot be read, is recorded (file, method, error) and the run goes on; ``re
 - ``methods``: per method spec: description, parameters (learned models), options.
 - ``skipped``: method x file combinations not run, with the reason. ``errors``: file/method failures.
 - ``environment``: versions, device, threads, command. ``config``: the run's settings.
+- ``perceptual`` (always present): ``available`` (subset of "lpips", "fid", "kid"), ``skipped`` (one line: which
+  metrics were not computed and why, or null), ``skipped_metrics`` (metric -> reason), ``lpips_net`` ("alex" or
+  "vgg"), ``files`` (weight file names used), ``image_convention``, ``kid`` (kernel, subsets). Computed only with
+  ``--feature-weights DIR`` (local .safetensors files; see ``mrrecon.metrics.perceptual``, docs/metrics.md).
+  With LPIPS, ``runs`` rows and ``volumes`` rows gain ``lpips`` (volume: mean over its slices); summary rows gain
+  ``lpips_mean``, ``lpips_std`` (over slices). With the Inception weights summary rows gain the set metrics over
+  all slices of the method x mask x accel (x data kind): ``fid`` (rFID: reconstructions vs their targets),
+  ``kid_mean``, ``kid_std``, ``kid_subset_size``, ``fid_n`` (images per set; FID/KID on few images are biased
+  or noisy: compare rows with equal n). A volume whose perceptual scoring failed has ``perceptual_error``.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from mrrecon.errors import ConfigError, DataError, MRReconError
 from mrrecon.eval.runner import VolumeResult, score_volume, summarise
 from mrrecon.methods.base import MethodInfo, available, get_info, load, parse_method_spec
 from mrrecon.methods.weights import shipped_weights
+from mrrecon.metrics.perceptual import PerceptualMetrics, summarise_perceptual
 from mrrecon.utils.io import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -81,6 +91,7 @@ class BenchmarkConfig:
     reference_contrast: str | None = None
     figures: int = 3  # files with a figure grid (per mask and acceleration)
     warmup: bool = True
+    feature_weights: str | None = None  # folder of local perceptual-network weights (LPIPS, rFID, KID)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,6 +223,8 @@ def incompatibility(info: MethodInfo, sample: Sample) -> str | None:
         return "multi-coil method, single-coil data"
     if info.needs_reference and sample.reference is None:
         return "needs a reference contrast (use --target-contrast/--reference-contrast on paired data)"
+    if info.singlecoil_only and sample.is_multicoil:
+        return "single-coil method, multi-coil data"
     return None
 
 
@@ -223,6 +236,16 @@ def count_parameters(method: Any) -> int | None:
     if isinstance(model, torch.nn.Module):
         return sum(p.numel() for p in model.parameters())
     return None
+
+
+def with_complexity(rows: list[dict], methods: dict[str, dict]) -> list[dict]:
+    """Summary rows with the method's ``params_m`` (millions) and ``gmacs`` (per slice, from the warm-up call)."""
+    for r in rows:
+        info = methods.get(r["method"], {})
+        n = info.get("parameters")
+        r["params_m"] = None if n is None else n / 1e6
+        r["gmacs"] = info.get("gmacs")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -250,6 +273,7 @@ class BenchmarkRun:
         self.errors: list[dict] = []
         self.methods: dict[str, dict] = {}
         self.started = time.time()
+        self.perceptual = None  # mrrecon.metrics.perceptual.PerceptualMetrics, set by run_benchmark
         (self.out / "runs.jsonl").write_text("")
 
     def add(self, res: VolumeResult) -> None:
@@ -271,11 +295,14 @@ class BenchmarkRun:
                        else list(self.cfg.methods)},
             "elapsed_seconds": time.time() - self.started,
             "methods": self.methods,
-            "summary": summarise(self.volumes),
+            "summary": with_complexity(summarise_perceptual(summarise(self.volumes), self.volumes, self.perceptual),
+                                       self.methods),
             "volumes": [v.row() for v in self.volumes],
             "runs": runs,
             "skipped": [dict(t) for t in dict.fromkeys(tuple(sorted(x.items())) for x in self.skipped)],
             "errors": self.errors,
+            "perceptual": self.perceptual.info() if self.perceptual is not None else {
+                "available": [], "skipped": "not configured (Python API without perceptual metrics)"},
         }
 
     def write(self) -> dict:
@@ -299,6 +326,8 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
     from mrrecon.eval.report import write_reports
 
     run = BenchmarkRun(out, cfg)
+    run.perceptual = PerceptualMetrics.from_folder(cfg.feature_weights, device=cfg.device, seed=cfg.seed)
+    echo(run.perceptual.describe())
     run.errors += list(problems)
     run.skipped += list(method_skips)
     specs, more_skips = select_methods(cfg.methods)
@@ -340,11 +369,16 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
                 continue
             if cfg.warmup and spec not in warmed:
                 try:
-                    method.reconstruct(samples[0])
+                    from mrrecon.eval.complexity import count_macs  # warm-up doubles as the GMAC count
+
+                    macs, _ = count_macs(method.reconstruct, samples[0])
+                    run.methods[spec].update(gmacs=macs / 1e9, gmacs_shape=list(samples[0].shape))
                 except Exception:  # noqa: BLE001 -- the timed call below records the failure
                     pass
                 warmed.add(spec)
-            res = score_volume(spec, method, samples, keep_slice=keep)
+            res = score_volume(spec, method, samples, keep_slice=keep, perceptual=run.perceptual)
+            if res.perceptual_error:
+                echo(f"error: perceptual metrics of {spec} on {d.path}: {res.perceptual_error}")
             if res.error:
                 echo(f"error: {spec} on {d.path}: {res.error}")
             res.file = str(d.path)

@@ -17,6 +17,8 @@ from mrrecon.utils.io import atomic_write_bytes, atomic_write_text
 # column key, header, digits, better ('max' | 'min' | None)
 COLUMNS = [("psnr", "PSNR (dB)", 2, "max"), ("ssim", "SSIM", 4, "max"), ("nmse_mean", "NMSE", 5, "min"),
            ("seconds_mean", "s/slice", 3, "min"), ("peak_mem_mb", "peak MB", 0, None), ("nfe", "NFE", 0, None)]
+# model size and compute per slice (IMA Table 2 analogue; conv/matmul MACs counted by mrrecon.eval.complexity)
+COLUMNS += [("params_m", "params (M)", 3, None), ("gmacs", "GMACs", 2, None)]
 
 
 def _finite(v) -> bool:
@@ -71,6 +73,35 @@ def summary_table_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PERCEPTUAL_NOTE = ("Perceptual metrics from local feature-network weights (--feature-weights): LPIPS mean ± std over "
+                   "slices (lower is better); rFID = FID between the reconstructions and their targets, and KID "
+                   "(unbiased MMD², cubic polynomial kernel, mean ± std over subsets), both set metrics over the n "
+                   "images of a row. With n below 2048 (the Inception feature dimension) FID is biased upwards and "
+                   "KID is noisy: compare rows with equal n only.")
+
+
+def _has_perceptual(rows: Sequence[dict]) -> bool:
+    return any(k in r for r in rows for k in ("lpips_mean", "fid"))
+
+
+def _perceptual_cells(r: dict) -> list[str]:
+    lp = _fmt(r.get("lpips_mean"), 4) + (f" ± {_fmt(r['lpips_std'], 4)}" if _finite(r.get("lpips_std")) else "")
+    kid = _fmt(r.get("kid_mean"), 4) + (f" ± {_fmt(r['kid_std'], 4)}" if _finite(r.get("kid_std")) else "")
+    n = r.get("fid_n", r.get("n_slices"))
+    return [str(n), lp if "lpips_mean" in r else "–", _fmt(r.get("fid"), 2), kid if "kid_mean" in r else "–"]
+
+
+def perceptual_table_markdown(rows: Sequence[dict]) -> str:
+    """Markdown table of the perceptual columns (LPIPS, rFID, KID) of summary rows; empty if none has them."""
+    if not _has_perceptual(rows):
+        return ""
+    lines = ["| data | method | mask | accel | n images | LPIPS | rFID | KID |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.get('data', '')} | {r['method']} | {r['mask']} | {r['accel']:g} | "
+                     + " | ".join(_perceptual_cells(r)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -109,6 +140,47 @@ def figure_grid_png(target: np.ndarray, recons: dict[str, np.ndarray], title: st
 def figure_grid(path: Path, target: np.ndarray, recons: dict[str, np.ndarray], title: str = "",
                 error_scale: float = 5.0) -> None:
     atomic_write_bytes(path, figure_grid_png(target, recons, title, error_scale))
+
+
+def uncertainty_grid_png(target: np.ndarray | None, maps: dict[str, tuple[np.ndarray, np.ndarray]], title: str = ""
+                         ) -> bytes:
+    """Per method, the mean (top) and standard deviation (bottom) of repeated posterior samples (SSDM-MRI
+    Fig. 8), with the target first when given; std maps share one colour scale. PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = (["target"] if target is not None else []) + list(maps)
+    ref = target if target is not None else next(iter(maps.values()))[0]
+    vmax = float(np.percentile(ref, 99.5)) or 1.0
+    smax = max(float(np.percentile(std, 99.5)) for _, std in maps.values()) or 1.0
+    fig, axes = plt.subplots(2, len(cols), figsize=(2.2 * len(cols), 4.8), squeeze=False)
+    for j, name in enumerate(cols):
+        mean = target if name == "target" else maps[name][0]
+        axes[0, j].imshow(mean, cmap="gray", vmin=0, vmax=vmax)
+        axes[0, j].set_title(name if name == "target" else f"{name} mean", fontsize=8)
+        if name != "target":
+            im = axes[1, j].imshow(maps[name][1], cmap="inferno", vmin=0, vmax=smax)
+            axes[1, j].set_title("std", fontsize=7)
+        for ax in axes[:, j]:
+            ax.axis("off")
+    if maps:
+        fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def uncertainty_maps(methods: dict, sample, samples: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{name: (mean, std)} in physical units for the methods that expose ``reconstruct_with_uncertainty``."""
+    out = {}
+    for name, method in methods.items():
+        if hasattr(method, "reconstruct_with_uncertainty"):
+            mean, std = method.reconstruct_with_uncertainty(sample, samples)
+            scale = float(sample.meta.scale)
+            out[name] = (mean.detach().float().cpu().numpy() * scale, std.detach().float().cpu().numpy() * scale)
+    return out
 
 
 def psnr_vs_time_png(rows: Sequence[dict]) -> bytes | None:
@@ -181,6 +253,9 @@ def write_reports(out: Path, results: dict, figures: Sequence[dict] = ()) -> Non
                f"(effective {f['effective_accel']:.2f}x)")
         pngs.append((f"figure_{i:02d}_{f['mask']}_{f['accel']:g}x.png", cap,
                      figure_grid_png(f["target"], f["images"], cap)))
+        if f.get("uncertainty"):  # {method: (mean, std)} from uncertainty_maps
+            pngs.append((f"uncertainty_{i:02d}_{f['mask']}_{f['accel']:g}x.png", f"{cap}: posterior mean and std",
+                         uncertainty_grid_png(f["target"], f["uncertainty"], f"{cap}: mean / std of samples")))
     plot = psnr_vs_time_png(summary)
     if plot:
         pngs.append(("psnr_vs_time.png", "PSNR against time per slice", plot))
@@ -198,6 +273,11 @@ def write_reports(out: Path, results: dict, figures: Sequence[dict] = ()) -> Non
     md = [f"# mrrecon benchmark\n\nCommand: `{cmd}`  \nMachine: {machine}  \n"
           f"Elapsed: {results.get('elapsed_seconds', float('nan')):.0f} s\n\n{note}\n\n",
           summary_table_markdown(summary)]
+    perceptual = results.get("perceptual") or {}
+    if _has_perceptual(summary):
+        md.append(f"\n## Perceptual metrics\n\n{PERCEPTUAL_NOTE}\n\n{perceptual_table_markdown(summary)}")
+    if perceptual.get("skipped"):
+        md.append(f"\nPerceptual metrics skipped: {perceptual['skipped']}\n")
     errors, skipped = results.get("errors", []), results.get("skipped", [])
     if errors:
         md.append("\n## Errors\n\n" + "\n".join(
@@ -212,6 +292,16 @@ def write_reports(out: Path, results: dict, figures: Sequence[dict] = ()) -> Non
 
     body = [f"<h1>mrrecon benchmark</h1><p>Command: <code>{html.escape(cmd)}</code><br>Machine: "
             f"{html.escape(machine)}</p><p>{html.escape(note)}</p>", _html_table(summary)]
+    if _has_perceptual(summary):
+        head = "".join(f"<th>{h}</th>" for h in ("data", "method", "mask", "accel", "n images", "LPIPS", "rFID",
+                                                  "KID"))
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in
+                                       (r.get("data", ""), r["method"], r["mask"], f"{r['accel']:g}",
+                                        *_perceptual_cells(r))) + "</tr>" for r in summary)
+        body.append(f"<h2>Perceptual metrics</h2><p>{html.escape(PERCEPTUAL_NOTE)}</p><table><tr>{head}</tr>{trs}"
+                    "</table>")
+    if perceptual.get("skipped"):
+        body.append(f"<p>Perceptual metrics skipped: {html.escape(str(perceptual['skipped']))}</p>")
     if errors:
         body.append("<h2>Errors</h2><ul>" + "".join(
             f'<li class="err"><code>{html.escape(str(e.get("file")))}</code> {html.escape(str(e.get("method") or ""))}'

@@ -32,6 +32,7 @@ class SliceResult:
     seconds: float
     peak_mem_mb: float | None
     nfe: int | None
+    lpips: float | None = None  # only with perceptual metrics (mrrecon.metrics.perceptual)
 
 
 @dataclass
@@ -53,18 +54,25 @@ class VolumeResult:
     slices: list[SliceResult] = field(default_factory=list)
     target: np.ndarray | None = field(default=None, repr=False)  # the shown slice, when kept
     image: np.ndarray | None = field(default=None, repr=False)
+    lpips: float | None = None  # mean over slices, only with perceptual metrics
+    perceptual_error: str | None = None  # perceptual metrics failed (the other metrics stand)
+    features: dict | None = field(default=None, repr=False)  # Inception features {"pred", "target"}: (S, 2048)
 
     def row(self) -> dict:
         """The volume as a flat dict (no per-slice rows, no images)."""
         d = asdict(self)
-        for k in ("slices", "target", "image"):
+        for k in ("slices", "target", "image", "features"):
             d.pop(k)
+        for k in ("lpips", "perceptual_error"):  # present only when perceptual metrics ran
+            if d[k] is None:
+                d.pop(k)
         return d
 
     def slice_rows(self) -> list[dict]:
         base = {k: v for k, v in self.row().items() if k not in ("psnr", "ssim", "nmse", "seconds_per_slice",
-                                                                  "peak_mem_mb", "nfe", "n_slices")}
-        return [{**base, **asdict(s)} for s in self.slices]
+                                                                  "peak_mem_mb", "nfe", "n_slices", "lpips")}
+        rows = [{**base, **asdict(s)} for s in self.slices]
+        return [{k: v for k, v in r.items() if not (k == "lpips" and v is None)} for r in rows]
 
 
 def _sync(device: torch.device) -> None:
@@ -95,9 +103,12 @@ def reconstruct_volume(method: Reconstructor, samples: Sequence[Sample]
     return images, seconds, mems, nfes
 
 
-def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Sample], keep_slice: int | None = None
-                 ) -> VolumeResult:
-    """Reconstruct and score one volume. A failing method is recorded in ``error``, not raised."""
+def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Sample], keep_slice: int | None = None,
+                 perceptual=None) -> VolumeResult:
+    """Reconstruct and score one volume. A failing method is recorded in ``error``, not raised.
+
+    ``perceptual`` (a ``mrrecon.metrics.perceptual.PerceptualMetrics``) adds per-slice LPIPS and keeps the
+    Inception features for the set metrics (rFID, KID); its failure is recorded in ``perceptual_error``."""
     m = samples[0].meta
     res = VolumeResult(method=method_name, file=m.file or "", mask=m.mask_type or "", accel=m.acceleration or 0.0,
                        effective_accel=float(np.mean([s.meta.effective_acceleration or 0.0 for s in samples])),
@@ -118,6 +129,8 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
             res.slices.append(SliceResult(slice=int(s.meta.slice or i), psnr=float(sm["psnr"]),
                                           ssim=float(sm["ssim"]), nmse=float(sm["nmse"]), seconds=seconds[i],
                                           peak_mem_mb=mems[i], nfe=nfes[i]))
+        if perceptual is not None and perceptual.available:
+            _score_perceptual(res, perceptual, target, pred, data_range)
         res.seconds_per_slice = float(np.mean(seconds))
         known = [x for x in mems if x is not None]
         res.peak_mem_mb = max(known) if known else None
@@ -129,6 +142,20 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
         res.slices = []
         traceback.print_exc()
     return res
+
+
+def _score_perceptual(res: VolumeResult, perceptual, target: torch.Tensor, pred: torch.Tensor,
+                      data_range: float) -> None:
+    try:
+        out = perceptual.score_volume(target, pred, data_range)
+    except Exception as exc:  # noqa: BLE001 -- recorded; PSNR/SSIM/NMSE of the volume stand
+        res.perceptual_error = f"{type(exc).__name__}: {exc}"
+        return
+    if out["lpips"] is not None:
+        for s, v in zip(res.slices, out["lpips"], strict=True):
+            s.lpips = float(v)
+        res.lpips = float(np.mean(out["lpips"]))
+    res.features = out["features"]
 
 
 def _std(values: np.ndarray) -> float:
