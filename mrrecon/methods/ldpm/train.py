@@ -410,20 +410,29 @@ def train_denoiser(cfg: dict[str, Any], steps: int | None) -> Path:
     g = torch.Generator().manual_seed(seed)
     t0 = time.time()
     pairs = latent_pairs(cfg, sc, vae, seed, g)
+    final_loss = _eps_training_loop(lambda c_latent: (lambda zt, t: model(zt, t)),  # empty prompt, no control
+                                    pairs, opt, schedule, g, n, log)
+    model.eval()
+    info = {"steps": n, "crop": sc["crop"], "batch_size": sc["batch_size"], "lr": sc["lr"],
+            "latents": "MR-VAE posterior samples (scaled) of fully sampled training crops",
+            "bank_crops": int(sc.get("bank_batches") or 0) * int(sc.get("bank_batch_size", 16)),
+            "wall_seconds": round(time.time() - t0, 1), "final_loss": round(final_loss, 5)}
+    return export(model, cfg, "denoiser", info)
+
+
+def _eps_training_loop(eps_fn_for, pairs, opt, schedule, g, n: int, log) -> float:
+    """Eq. 7 on (z0, condition latent) pairs for ``n`` steps, logging every 25; returns the last loss.
+    ``eps_fn_for(c_latent)`` gives the eps-predictor of that batch (denoiser alone, or with the ControlNet)."""
+    loss = torch.zeros(())
     for step in range(1, n + 1):
-        z0, _ = next(pairs)
-        loss = eps_loss(lambda zt, t: model(zt, t), z0, schedule, g)  # eq. 7, empty prompt, no control
+        z0, c_latent = next(pairs)
+        loss = eps_loss(eps_fn_for(c_latent), z0, schedule, g)  # eq. 7
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 25 == 0 or step == n:
             log.write(step, {"loss": loss.item()})
-    model.eval()
-    info = {"steps": n, "crop": sc["crop"], "batch_size": sc["batch_size"], "lr": sc["lr"],
-            "latents": "MR-VAE posterior samples (scaled) of fully sampled training crops",
-            "bank_crops": int(sc.get("bank_batches") or 0) * int(sc.get("bank_batch_size", 16)),
-            "wall_seconds": round(time.time() - t0, 1), "final_loss": round(loss.item(), 5)}
-    return export(model, cfg, "denoiser", info)
+    return float(loss.item())
 
 
 def train_controlnet(cfg: dict[str, Any], steps: int | None) -> Path:
@@ -445,25 +454,19 @@ def train_controlnet(cfg: dict[str, Any], steps: int | None) -> Path:
     g = torch.Generator().manual_seed(seed)
     t0 = time.time()
     pairs = latent_pairs(cfg, sc, vae, seed, g, sketcher=sketcher)  # c = DC(R(x_u)) (eq. 3), c_latent = E(c)
-    for step in range(1, n + 1):
-        z0, c_latent = next(pairs)
-
-        def eps_fn(zt, t, c_latent=c_latent):
+    def controlled_eps(c_latent):
+        def eps_fn(zt, t):
             down, mid = control(zt, t, c_latent, denoiser.context(zt.shape[0]))
             return denoiser(zt, t, down_residuals=down, mid_residual=mid)
+        return eps_fn
 
-        loss = eps_loss(eps_fn, z0, schedule, g)  # eq. 7
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 25 == 0 or step == n:
-            log.write(step, {"loss": loss.item()})
+    final_loss = _eps_training_loop(controlled_eps, pairs, opt, schedule, g, n, log)
     control.eval()
     info = {"steps": n, "crop": sc["crop"], "batch_size": sc["batch_size"], "lr": sc["lr"],
             "frozen": "MR-VAE, sketcher, latent denoiser",
             "bank_pairs": int(sc.get("bank_batches") or 0) * int(sc.get("bank_batch_size", 16)),
             "wall_seconds": round(time.time() - t0, 1),
-            "final_loss": round(loss.item(), 5)}
+            "final_loss": round(final_loss, 5)}
     return export(control, cfg, "controlnet", info)
 
 
