@@ -66,6 +66,13 @@ def benchmark_section(title: str, what: str):
     return render
 
 
+def markdown_section(title: str, what: str, command: str, key: str = "table"):
+    """A section from a benchmark script that stores its own markdown table (IMA, AK-Diffusion)."""
+    def render(d: dict) -> str:
+        return "\n".join([f"## {title}\n", f"{what}\n", f"Command: `{command}`\n", d[key].rstrip() + "\n"])
+    return render
+
+
 SECTIONS = [
     ("embedded.json", benchmark_section(
         "Every method on held-out simulated subjects",
@@ -75,6 +82,36 @@ SECTIONS = [
         "Every method on the shared real data",
         "`mrrecon benchmark --data benchmarks/shared-data.yaml`: the multi-coil brains and single-coil fastMRI slices "
         "of the project's shared folder (not redistributed), retrospectively undersampled.")),
+    ("ssdm_simulated.json", benchmark_section(
+        "SSDM-MRI on held-out simulated subjects (gaussian1d 8x)",
+        "Shipped `ssdm-small` students (1 and 8 steps) and teacher (128 steps) beside `unet` and zero-filled in one "
+        "run; details and the timing ratio in [ssdm.md](ssdm.md).")),
+    ("ssdm_shared.json", benchmark_section(
+        "SSDM-MRI on the shared single-coil brain and knee slices (gaussian1d 8x ACS 12, 12x ACS 6)",
+        "See [ssdm.md](ssdm.md).")),
+    ("ldpm_sim.json", benchmark_section(
+        "LDPM and its Table II ablations on held-out simulated brains (random1d 8x)",
+        "Shipped `ldpm-small`; see [ldpm.md](ldpm.md).")),
+    ("ldpm_shared.json", benchmark_section(
+        "LDPM and its ablations on the shared brain and knee slices (random1d 8x)",
+        "See [ldpm.md](ldpm.md).")),
+    ("ima.json", markdown_section(
+        "IMA on held-out simulated T2/PD pairs", "Shipped `ima*-small`; see [ima.md](ima.md).",
+        "python benchmarks/ima.py evaluate --which sim")),
+    ("ima_cdlmri.json", markdown_section(
+        "IMA on the shared real T1/T2 brain pairs (CDLMRI)", "T2 target, T1 reference; see [ima.md](ima.md).",
+        "python benchmarks/ima.py evaluate --which cdlmri")),
+    ("ima_sweep.json", markdown_section(
+        "IMA stage sweep", "Each stage count warm-started from `ima-small`, 100 fine-tuning steps.",
+        "python benchmarks/ima.py sweep --stages 6,8,10,12,14 --steps 100")),
+    ("akdiff_sim.json", markdown_section(
+        "AK-Diffusion on a held-out simulated multi-coil slice (not shipped weights)",
+        "800-step small weights that have not learned a useful prior; see [akdiff.md](akdiff.md).",
+        "python benchmarks/akdiff.py --group sim --sim-files 1", key="markdown")),
+    ("akdiff_shared.json", markdown_section(
+        "AK-Diffusion on the shared multi-coil brains (not shipped weights)", "See [akdiff.md](akdiff.md).",
+        "python benchmarks/akdiff.py --group shared --methods zero-filled,grappa,loraks,l1-wavelet,akdiff",
+        key="markdown")),
     ("physics.json", physics_section),
     ("espirit_vs_bart.json", espirit_section),
 ]
