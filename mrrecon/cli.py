@@ -200,9 +200,11 @@ def methods_cmd(details):
 @click.option("--feature-weights", default=None, type=click.Path(path_type=Path),
               help="Folder of local .safetensors feature-network weights for LPIPS/rFID/KID (alexnet + lpips_alex "
                    "or vgg16 + lpips_vgg, inception_fid); see docs/metrics.md. Without it they are skipped.")
+@click.option("--uncertainty-samples", default=0, show_default=True, type=click.IntRange(min=0),
+              help="N > 1: posterior mean and std maps from N samples in the figures, for methods that sample (ssdm).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, max_slices, device, target_contrast,
-              reference_contrast, data_root, figures, out, feature_weights=None):
+              reference_contrast, data_root, figures, out, feature_weights=None, uncertainty_samples=0):
     """Every method on the same data, masks and accelerations: results.json/csv, report.md/html, figures."""
     from mrrecon.eval.benchmark import BenchmarkConfig, collect_data, run_benchmark, select_methods
     from mrrecon.eval.report import perceptual_table_markdown, summary_table_markdown
@@ -212,7 +214,8 @@ def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, ma
     cfg = BenchmarkConfig(methods=methods, masks=tuple(_split_list(masks)), accels=tuple(_split_list(accels, float)),
                           center_fraction=center_fraction, seed=seed, max_slices=max_slices, device=device,
                           target_contrast=target_contrast, reference_contrast=reference_contrast, figures=figures,
-                          feature_weights=None if feature_weights is None else str(feature_weights))
+                          feature_weights=None if feature_weights is None else str(feature_weights),
+                          uncertainty_samples=uncertainty_samples)
     select_methods(methods)  # unknown method names fail before any work
     specs, problems = collect_data([*data, *map(str, more_data)], cfg, data_root)
     for p in problems:

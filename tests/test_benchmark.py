@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import mrrecon.eval.benchmark as bm
@@ -154,3 +155,37 @@ def test_cli_benchmark(sim, tmp_path):
     assert "| multi-coil | zero-filled | random1d | 4 |" in res.output and (tmp_path / "report.html").is_file()
     res = CliRunner().invoke(main, ["benchmark", "--data", str(sim), "--methods", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown method" in res.output
+
+
+
+class _Sampler:
+    """A sampling method whose posterior spread is known (0.1 in the sample's normalised units)."""
+
+    name = "sampler"
+
+    def reconstruct(self, sample):
+        return sample.target.abs()
+
+    def reconstruct_with_uncertainty(self, sample, samples):
+        g = torch.Generator().manual_seed(0)
+        draws = sample.target.abs() + 0.1 * torch.randn((samples, *sample.shape), generator=g)
+        return draws.mean(0), draws.std(0)
+
+
+def test_uncertainty_maps_reach_the_report(sim, tmp_path, monkeypatch):
+    method = _Sampler()
+    info = MethodInfo(name="sampler", factory=lambda **kw: method, description="test double")
+    real_load, real_info = bm.load, bm.get_info
+    monkeypatch.setattr(bm, "load", lambda spec, **kw: method if spec == "sampler" else real_load(spec, **kw))
+    monkeypatch.setattr(bm, "get_info", lambda name: info if name == "sampler" else real_info(name))
+    monkeypatch.setattr(bm, "select_methods", lambda m: (list(m), []))
+    cfg = _cfg(methods=["sampler", "zero-filled"], uncertainty_samples=8)
+    run_benchmark([DataSpec(sim / "sub000_T2.h5")], cfg, tmp_path, progress=False, echo=lambda m: None)
+    assert (tmp_path / "uncertainty_00_random1d_4x.png").is_file()
+    assert "posterior mean and std" in (tmp_path / "report.md").read_text()
+    sample = bm.load_volume(DataSpec(sim / "sub000_T2.h5"), "random1d", 4.0, cfg)[0]
+    maps = bm._uncertainty({"sampler": method, "zero-filled": real_load("zero-filled")},
+                           {"sampler": None, "zero-filled": None}, sample, cfg, echo=lambda m: None)
+    assert set(maps) == {"sampler"}  # zero-filled does not sample
+    std = float(np.median(maps["sampler"][1]))
+    assert std == pytest.approx(0.1 * sample.meta.scale, rel=0.3)  # physical units, like the figure's target

@@ -28,6 +28,9 @@ that cannot be read, is recorded (file, method, error) and the run goes on; ``re
   all slices of the method x mask x accel (x data kind): ``fid`` (rFID: reconstructions vs their targets),
   ``kid_mean``, ``kid_std``, ``kid_subset_size``, ``fid_n`` (images per set; FID/KID on few images are biased
   or noisy: compare rows with equal n). A volume whose perceptual scoring failed has ``perceptual_error``.
+
+With ``--uncertainty-samples N`` (N > 1) the report adds, for each figure slice, the posterior mean and standard
+deviation of N samples of the methods that sample (``reconstruct_with_uncertainty``, e.g. ssdm; SSDM-MRI Fig. 8).
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class BenchmarkConfig:
     figures: int = 3  # files with a figure grid (per mask and acceleration)
     warmup: bool = True
     feature_weights: str | None = None  # folder of local perceptual-network weights (LPIPS, rFID, KID)
+    uncertainty_samples: int = 0  # > 1: posterior mean / std maps in the figures for methods that sample (ssdm)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,6 +230,19 @@ def incompatibility(info: MethodInfo, sample: Sample) -> str | None:
     if info.singlecoil_only and sample.is_multicoil:
         return "single-coil method, multi-coil data"
     return None
+
+
+def _uncertainty(built: dict, shown: dict, sample: Sample, cfg: BenchmarkConfig, echo) -> dict:
+    """Posterior mean / std maps of the figure slice for the sampling methods that ran on it (SSDM Fig. 8)."""
+    if cfg.uncertainty_samples < 2:
+        return {}
+    from mrrecon.eval.report import uncertainty_maps
+
+    try:
+        return uncertainty_maps({k: built[k] for k in shown}, sample, cfg.uncertainty_samples)
+    except Exception as exc:  # noqa: BLE001 -- a figure must not end the run
+        echo(f"error: uncertainty maps of {sample.meta.file}: {exc}")
+        return {}
 
 
 def count_parameters(method: Any) -> int | None:
@@ -392,7 +409,8 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
             figures.append({"file": str(d.path), "name": d.name, "mask": mask, "accel": float(accel),
                             "effective_accel": samples[keep].meta.effective_acceleration,
                             "slice": samples[keep].meta.slice, "target": target,
-                            "images": {k: v[1] for k, v in shown.items()}})
+                            "images": {k: v[1] for k, v in shown.items()},
+                            "uncertainty": _uncertainty(built, shown, samples[keep], cfg, echo)})
     bar.close()
     res = run.write()
     write_reports(run.out, res, figures)
