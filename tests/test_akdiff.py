@@ -19,7 +19,7 @@ from mrrecon.methods.akdiff import (
     SLRSubspace,
     complex_noise,
 )
-from mrrecon.methods.akdiff.model import channels_to_complex, complex_to_channels
+from mrrecon.methods.akdiff.model import batch_channels_to_coils, coils_to_batch_channels
 from mrrecon.physics.coils import espirit_maps, rss, simulate_coil_maps
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.masks import make_mask
@@ -146,10 +146,10 @@ def test_slr_subspace_operator_is_hermitian_psd_and_near_identity_on_data():
 
 def test_channels_roundtrip_and_coils_in_batch():
     z = complex_noise((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
-    x = complex_to_channels(z)
+    x = coils_to_batch_channels(z)
     assert x.shape == (6, 2, 8, 8)
     assert torch.equal(x[4, 0], z[1, 1].real) and torch.equal(x[4, 1], z[1, 1].imag)
-    assert torch.equal(channels_to_complex(x, 3), z)
+    assert torch.equal(batch_channels_to_coils(x, 3), z)
 
 
 def test_network_is_residual_and_shares_weights_across_coils():

@@ -11,7 +11,8 @@ from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.ima.csca import CSCA
 from mrrecon.methods.ima.dcm import DCM_KERNELS, apply_dcm, dcm_schedule, dilation_sequence, full_mask
 from mrrecon.methods.ima.model import ComplexConv, IMAModel
-from mrrecon.methods.ima.stage import IMAStage, complex_to_features, features_to_complex
+from mrrecon.methods.ima.stage import IMAStage
+from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.masks import make_mask
 
@@ -108,7 +109,7 @@ def test_stage_output_is_consistent_with_the_embedded_measurement():
     mask0 = full_mask(make_mask("radial2d", (h, w), 4, seed=0).mask, (h, w)).expand(b, 1, h, w)
     mask_t = dcm_schedule(mask0, 5)[2]
     x1, g1, yt1, mapped = stage(x, g, yt, y, k_z, mask0, mask_t)
-    k1 = fft2c(features_to_complex(x1))
+    k1 = fft2c(channels_to_complex(x1))
     m = mask0.bool().expand_as(k1)
     assert torch.allclose(k1[m], k_z[m], atol=1e-5)
     assert x1.shape == x.shape and g1.shape == g.shape and yt1.shape == yt.shape and mapped.shape == x.shape
@@ -126,7 +127,7 @@ def test_g_update_tends_to_x_as_alpha_grows():
 def test_feature_layout_round_trip_and_complex_conv_is_a_fourier_multiplier():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.complex64)
-    assert torch.equal(features_to_complex(complex_to_features(z)), z)
+    assert torch.equal(channels_to_complex(complex_to_channels(z)), z)
     conv = ComplexConv(1, 3)
     x = torch.randn(1, 1, 16, 16, generator=g, dtype=torch.complex64)
     mask = make_mask("radial2d", (16, 16), 4, seed=0).mask

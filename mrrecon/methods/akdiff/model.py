@@ -34,10 +34,11 @@ from mrrecon.methods.akdiff.coil_subspace import CoilSubspace, IdentitySubspace,
 from mrrecon.methods.akdiff.sde import AKDiffusionSDE
 from mrrecon.methods.pretrained import PretrainedModel
 from mrrecon.nn.ncsnpp import NCSNpp
+from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.coils import espirit_maps, sos_maps
 from mrrecon.physics.fft import ifft2c
 
-__all__ = ["AKDiffusionConfig", "AKDiffusionModel", "complex_to_channels", "channels_to_complex"]
+__all__ = ["AKDiffusionConfig", "AKDiffusionModel", "batch_channels_to_coils", "coils_to_batch_channels"]
 
 TRAIN_SUBSPACES = ("espirit", "sos", "identity")
 
@@ -70,17 +71,16 @@ class AKDiffusionConfig:
             raise ConfigError(f"train_subspace must be one of {TRAIN_SUBSPACES}, got {self.train_subspace!r}")
 
 
-def complex_to_channels(z: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) complex -> (B * C, 2, H, W) real: coils into the batch (Sec. IV.B)."""
+def coils_to_batch_channels(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) complex -> (B * C, 2, H, W) real [re, im]: coils into the batch (Sec. IV.B)."""
     b, c, h, w = z.shape
-    return torch.view_as_real(z).permute(0, 1, 4, 2, 3).reshape(b * c, 2, h, w)
+    return complex_to_channels(z.reshape(b * c, 1, h, w))
 
 
-def channels_to_complex(x: torch.Tensor, coils: int) -> torch.Tensor:
-    """(B * C, 2, H, W) real -> (B, C, H, W) complex."""
+def batch_channels_to_coils(x: torch.Tensor, coils: int) -> torch.Tensor:
+    """(B * C, 2, H, W) real -> (B, C, H, W) complex; inverse of :func:`coils_to_batch_channels`."""
     bc, _, h, w = x.shape
-    x = x.reshape(bc // coils, coils, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
-    return torch.view_as_complex(x.float())
+    return channels_to_complex(x).reshape(bc // coils, coils, h, w)
 
 
 class AKDiffusionModel(PretrainedModel):
@@ -120,7 +120,7 @@ class AKDiffusionModel(PretrainedModel):
         sigma = self.sde.sigma(t)
         c_in = (1.0 / torch.sqrt(1.0 + sigma ** 2)).to(torch.float32).reshape(b, 1, 1, 1)
         wk = self.kspace_weight(tuple(z.shape[-2:]), z.device)
-        x = complex_to_channels(z * (c_in * wk))
+        x = coils_to_batch_channels(z * (c_in * wk))
         log_sigma = torch.log(sigma).to(torch.float32).repeat_interleave(c)
         # zero-pad k-space to a multiple of the network's down-sampling factor (samples beyond the grid are 0)
         factor = 2 ** (len(self.config.ch_mult) - 1)
@@ -129,7 +129,7 @@ class AKDiffusionModel(PretrainedModel):
         if ph or pw:
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         out = self.net(x, log_sigma)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
-        r = channels_to_complex(out, c) * sigma.to(torch.float32).reshape(b, 1, 1, 1)  # c_out = sigma(t)
+        r = batch_channels_to_coils(out, c) * sigma.to(torch.float32).reshape(b, 1, 1, 1)  # c_out = sigma(t)
         return r + z
 
     # -- training (eq. 11) --------------------------------------------------------------------------------

@@ -31,8 +31,9 @@ from torch import nn
 from mrrecon.data.datasets import Batch
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.ima.dcm import DCM_KERNELS, dcm_schedule, full_mask
-from mrrecon.methods.ima.stage import IMAStage, complex_to_features, conv_block, features_to_complex
+from mrrecon.methods.ima.stage import IMAStage, conv_block
 from mrrecon.methods.pretrained import PretrainedModel
+from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.consistency import hard_dc
 from mrrecon.physics.fft import fft2c, ifft2c
 
@@ -154,11 +155,11 @@ class IMAModel(PretrainedModel):
         mask0, masks = self.stage_masks(mask, (h, w))
         y = self.embed_y(ref)  # Y
         yt = self.embed_y_tilde(torch.cat([ref, zero_filled.real, zero_filled.imag], dim=1))  # Y-tilde^(0)
-        x = g = complex_to_features(z)  # X^(0) = G^(0) = Z
+        x = g = complex_to_channels(z)  # X^(0) = G^(0) = Z
         mapped = None
         for stage, mask_t in zip(self.stages, masks, strict=True):
             x, g, yt, mapped = stage(x, g, yt, y, k_z, mask0, mask_t)
-        out = self.decode(features_to_complex(x))  # X_out, (B, 1, H, W) complex
+        out = self.decode(channels_to_complex(x))  # X_out, (B, 1, H, W) complex
         if self.config.output_dc:
             out = ifft2c(hard_dc(fft2c(out), kspace, mask0.to(torch.bool)))
         image = out[:, 0].abs()

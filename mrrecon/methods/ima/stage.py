@@ -16,9 +16,10 @@ from torch import nn
 
 from mrrecon.methods.ima.csca import CSCA, PixelCoupling
 from mrrecon.methods.ima.dcm import apply_dcm
+from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.fft import fft2c, ifft2c
 
-__all__ = ["IMAStage", "conv_block", "features_to_complex", "complex_to_features", "inverse_softplus"]
+__all__ = ["IMAStage", "conv_block", "inverse_softplus"]
 
 
 def conv_block(in_channels: int, out_channels: int, hidden: int | None = None) -> nn.Sequential:
@@ -26,17 +27,6 @@ def conv_block(in_channels: int, out_channels: int, hidden: int | None = None) -
     hidden = hidden or out_channels
     return nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(hidden, out_channels, 3, padding=1))
-
-
-def features_to_complex(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) real [re..., im...] -> (B, C/2, H, W) complex."""
-    re, im = x.chunk(2, dim=1)
-    return torch.complex(re.contiguous(), im.contiguous())
-
-
-def complex_to_features(z: torch.Tensor) -> torch.Tensor:
-    """(B, C/2, H, W) complex -> (B, C, H, W) real [re..., im...]."""
-    return torch.cat([z.real, z.imag], dim=1)
 
 
 def inverse_softplus(value: float) -> float:
@@ -71,7 +61,7 @@ class IMAStage(nn.Module):
 
         (The image-domain terms are outside F^-1 F, which is the identity: eq. 12 exactly.)"""
         mu, alpha, lam1 = self.scalar("mu"), self.scalar("alpha"), self.scalar("lambda1")
-        dc = complex_to_features(ifft2c(k_x - mu * mask0 * (k_x - k_z)))
+        dc = complex_to_channels(ifft2c(k_x - mu * mask0 * (k_x - k_z)))
         return dc - mu * (alpha * (x - g) + lam1 * self.prior_x(x))
 
     def y_tilde_update(self, yt: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -92,10 +82,10 @@ class IMAStage(nn.Module):
                 mask0: torch.Tensor, mask_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One stage. x, g: (B, C, H, W); yt: (B, r, H, W); y: (B, c, H, W); k_z = F Z (B, C/2, H, W)
         complex; masks (B, 1, H, W). Returns X^(t+1), G^(t+1), Y~^(t+1), A(Y) + B(Y~^(t+1))."""
-        k_x = fft2c(features_to_complex(x))
+        k_x = fft2c(channels_to_complex(x))
         x_temp = self.x_update(x, g, k_x, k_z, mask0)  # eq. 15
-        k_temp = fft2c(features_to_complex(x_temp))
-        x_next = complex_to_features(ifft2c(apply_dcm(k_temp, k_x, k_z, mask_t, mask0)))  # eqs. 18-19
+        k_temp = fft2c(channels_to_complex(x_temp))
+        x_next = complex_to_channels(ifft2c(apply_dcm(k_temp, k_x, k_z, mask_t, mask0)))  # eqs. 18-19
         yt_next = self.y_tilde_update(yt, y, g)  # eq. 20
         mapped = self.mapping(y, yt_next)
         g_next = self.g_update(mapped, x_next, self.scalar("alpha"))  # eq. 22
