@@ -8,9 +8,6 @@ from mrrecon.methods.base import MethodInfo, Reconstructor, available, get_info,
 from mrrecon.methods import zero_filled  # noqa: F401
 from mrrecon import classical  # noqa: F401
 from mrrecon.methods import unet, varnet  # noqa: F401
-from mrrecon.methods import ima  # noqa: F401
-from mrrecon.methods.ssdm import registration as _ssdm  # noqa: F401
-from mrrecon.methods import ldpm  # noqa: F401
-from mrrecon.methods import akdiff  # noqa: F401
+from mrrecon.methods import ima, ssdm, ldpm, akdiff  # noqa: F401  (registration order = listing order)
 
 __all__ = ["MethodInfo", "Reconstructor", "available", "get_info", "load", "parse_method_spec", "register"]

@@ -59,13 +59,17 @@ FORMAT_VERSION = 1
 
 _MODEL_TYPES: dict[str, type[PretrainedModel]] = {}
 # Where the built-in model types are defined, so that from_pretrained works before they are imported.
-_BUILTIN_MODULES = {"unet": "mrrecon.methods.unet", "varnet": "mrrecon.methods.varnet",
-                    "ssdm": "mrrecon.methods.ssdm.model"}
-_BUILTIN_MODULES["ima"] = "mrrecon.methods.ima.model"
-_BUILTIN_MODULES.update({"ldpm-sketcher": "mrrecon.methods.ldpm.sketcher", "ldpm-vae": "mrrecon.methods.ldpm.vae",
-                         "ldpm-denoiser": "mrrecon.methods.ldpm.generator",
-                         "ldpm-controlnet": "mrrecon.methods.ldpm.generator"})
-_BUILTIN_MODULES["akdiff"] = "mrrecon.methods.akdiff.model"
+_BUILTIN_MODULES = {
+    "unet": "mrrecon.methods.unet",
+    "varnet": "mrrecon.methods.varnet",
+    "ssdm": "mrrecon.methods.ssdm.model",
+    "ldpm-sketcher": "mrrecon.methods.ldpm.sketcher",
+    "ldpm-vae": "mrrecon.methods.ldpm.vae",
+    "ldpm-denoiser": "mrrecon.methods.ldpm.generator",
+    "ldpm-controlnet": "mrrecon.methods.ldpm.generator",
+    "akdiff": "mrrecon.methods.akdiff.model",
+    "ima": "mrrecon.methods.ima.model",
+}
 
 
 def config_from_dict(config_class: type, values: dict[str, Any] | Any, what: str = "model config") -> Any:
