@@ -149,14 +149,18 @@ def evaluate(target_dir, pred_dir, json_out, target_key, convention):
 
 
 @main.command("methods")
-@click.option("--details", is_flag=True, help="Also show options, paper and weights of each method.")
-def methods_cmd(details):
-    """List registered methods and the shipped weights."""
-    from mrrecon.methods import available
+@click.option("--details", is_flag=True,
+              help="Also show options, paper, and parameters/GMACs of learned methods with weights (measured by one "
+                   "reconstruction each: about a minute for all of them, most of it the diffusion samplers).")
+@click.argument("names", nargs=-1)
+def methods_cmd(details, names):
+    """List registered methods (all, or only NAMES) and the shipped weights."""
+    from mrrecon.methods import available, get_info
     from mrrecon.methods.weights import shipped_weights
 
     weights = shipped_weights()
-    for name, mi in available().items():
+    listed = {n: get_info(n) for n in names} if names else available()
+    for name, mi in listed.items():
         tags = [t for t, on in (("multi-coil only", mi.multicoil_only), ("needs reference", mi.needs_reference),
                                 ("learned", mi.needs_weights)) if on]
         w = f" [weights: {mi.default_weights}]" if mi.default_weights in weights else ""

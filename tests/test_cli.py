@@ -70,8 +70,13 @@ def test_unknown_method_is_a_clear_error(sim_dir, tmp_path):
 
 
 def test_methods_lists_zero_filled():
-    res = CliRunner().invoke(main, ["methods", "--details"])
+    res = CliRunner().invoke(main, ["methods"])
     assert res.exit_code == 0 and "zero-filled" in res.output
+    res = CliRunner().invoke(main, ["methods", "--details", "zero-filled", "unet"])
+    assert res.exit_code == 0 and "zero-filled" in res.output
+    assert "GMACs per 256x256 1-coil slice: 2.30" in res.output and "cg-sense" not in res.output
+    res = CliRunner().invoke(main, ["methods", "nope"])
+    assert res.exit_code == 2 and "unknown method 'nope'" in res.output
 
 
 def test_demo_writes_table_report_and_figures(tmp_path):
