@@ -82,6 +82,22 @@ def test_dc_agrees_with_measured_lines_single_coil():
     assert float(meas.residual(x).max()) < 1e-8  # delta = 0 at the truth (eq. 10)
 
 
+def test_acs_lowpass_keeps_exactly_the_calibration_block():
+    from mrrecon.classical.kspace_patches import find_acs_region
+
+    k = torch.randn(1, 2, 48, 48, dtype=torch.complex64)
+    for kind in ("random1d", "poisson2d"):
+        mask = make_mask(kind, (48, 48), 4.0, seed=3).mask
+        rows, cols = find_acs_region(mask, (48, 48))
+        block = torch.zeros(48, 48, dtype=torch.bool)
+        block[rows, cols] = True
+        kept = acs_lowpass(k, mask.expand(1, 48, 48).reshape(1, 1, 48, 48)) != 0
+        assert torch.equal(kept[0, 0], block), kind  # a 2-D mask's scattered samples near the block are not taken in
+    no_centre = torch.ones(1, 1, 1, 48, dtype=torch.bool)
+    no_centre[..., 24] = False
+    assert int((acs_lowpass(k, no_centre) != 0).sum()) == 2  # centre sample per coil only
+
+
 def test_multicoil_maps_reproduce_coil_images():
     from mrrecon.physics.coils import simulate_coil_maps
 

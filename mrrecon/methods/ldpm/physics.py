@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mrrecon.errors import ShapeError
+from mrrecon.classical.kspace_patches import find_acs_region
+from mrrecon.errors import ConfigError, ShapeError
 from mrrecon.physics.coils import rss, sos_maps
 from mrrecon.physics.consistency import dc_image
 from mrrecon.physics.fft import fft2c, ifft2c
@@ -28,29 +29,19 @@ from mrrecon.physics.operators import real_mask
 __all__ = ["Measurement", "acs_lowpass"]
 
 
-def _centre_run(line: torch.Tensor) -> tuple[int, int]:
-    """[start, stop) of the contiguous run of True around the centre index of a 1-D bool tensor."""
-    n = line.numel()
-    c = n // 2
-    if not bool(line[c]):
-        return c, c + 1  # no calibration block: keep only the DC line
-    lo, hi = c, c + 1
-    while lo > 0 and bool(line[lo - 1]):
-        lo -= 1
-    while hi < n and bool(line[hi]):
-        hi += 1
-    return lo, hi
-
-
 def acs_lowpass(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) k-space -> the same k-space kept only inside the fully sampled centre block (per sample)."""
+    """(B, C, H, W) k-space -> the same k-space kept only inside the fully sampled centre block (per sample).
+
+    The block is the classical suite's calibration region (``find_acs_region``: the largest fully sampled
+    rectangle around the centre); without one (centre not sampled) only the centre sample is kept."""
     out = torch.zeros_like(kspace)
     h, w = kspace.shape[-2:]
     for b in range(kspace.shape[0]):
-        m = mask[b if mask.shape[0] > 1 else 0].expand(1, h, w)[0].bool()
-        c0, c1 = _centre_run(m[h // 2])
-        r0, r1 = _centre_run(m[:, w // 2]) if not bool(m[:, w // 2].all()) else (0, h)
-        out[b, :, r0:r1, c0:c1] = kspace[b, :, r0:r1, c0:c1]
+        try:
+            rows, cols = find_acs_region(mask[b if mask.shape[0] > 1 else 0], (h, w))
+        except ConfigError:
+            rows, cols = slice(h // 2, h // 2 + 1), slice(w // 2, w // 2 + 1)
+        out[b, :, rows, cols] = kspace[b, :, rows, cols]
     return out
 
 
