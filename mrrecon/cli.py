@@ -151,7 +151,8 @@ def evaluate(target_dir, pred_dir, json_out, target_key, convention):
 @main.command("methods")
 @click.option("--details", is_flag=True,
               help="Also show options, paper, and parameters/GMACs of learned methods with weights (measured by one "
-                   "reconstruction each: about a minute for all of them, most of it the diffusion samplers).")
+                   "reconstruction each, about a minute for all of them the first time; then read from the cache "
+                   "$MRRECON_CACHE_DIR/complexity.json, default ~/.cache/mrrecon, until the weights change).")
 @click.argument("names", nargs=-1)
 def methods_cmd(details, names):
     """List registered methods (all, or only NAMES) and the shipped weights."""
@@ -171,11 +172,12 @@ def methods_cmd(details, names):
             if mi.paper:
                 click.echo(f"{'':<20}paper: {mi.paper}")
             if mi.needs_weights and mi.default_weights in weights:  # Table-2-style complexity of one slice
-                from mrrecon.eval.complexity import method_complexity
+                from mrrecon.eval.complexity import cached_method_complexity
                 from mrrecon.methods import load
 
                 try:
-                    cx = method_complexity(load(name), coils=8 if mi.multicoil_only else 1)
+                    cx = cached_method_complexity(name, mi.default_weights, lambda name=name: load(name),
+                                                  coils=8 if mi.multicoil_only else 1)
                     n = "?" if cx["parameters"] is None else f"{cx['parameters'] / 1e6:.3f} M"
                     click.echo(f"{'':<20}parameters: {n}; GMACs per 256x256 {cx['coils']}-coil slice: "
                                f"{cx['gmacs']:.2f}")

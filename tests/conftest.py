@@ -2,10 +2,13 @@
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# `mrrecon methods --details` caches GMAC counts; tests never touch the user's cache.
+os.environ["MRRECON_CACHE_DIR"] = tempfile.mkdtemp(prefix="mrrecon-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

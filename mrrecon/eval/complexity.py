@@ -9,6 +9,11 @@ iterative samplers the count covers every network evaluation of the slice.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +23,7 @@ from mrrecon.data.sample import Sample, SampleMeta
 from mrrecon.physics.fft import fft2c
 from mrrecon.physics.masks import make_mask
 
-__all__ = ["count_macs", "method_complexity", "synthetic_sample"]
+__all__ = ["cached_method_complexity", "complexity_cache_path", "count_macs", "method_complexity", "synthetic_sample"]
 
 
 class _GlobalOnly:
@@ -82,3 +87,51 @@ def method_complexity(method: Any, sample: Sample | None = None, *, shape: tuple
         params = sum(p.numel() for p in method.model.parameters())
     macs, _ = count_macs(method.reconstruct, sample)
     return {"parameters": params, "gmacs": macs / 1e9, "shape": list(sample.shape), "coils": sample.num_coils}
+
+
+def complexity_cache_path() -> Path:
+    """``$MRRECON_CACHE_DIR/complexity.json`` (default ``$XDG_CACHE_HOME/mrrecon``, else ``~/.cache/mrrecon``)."""
+    root = os.environ.get("MRRECON_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
+                                                         "mrrecon")
+    return Path(root) / "complexity.json"
+
+
+def _weights_fingerprint(folder: Path) -> str:
+    """Hash of the relative names, sizes and modification times of every file under a weights folder."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_method_complexity(spec: str, weights: str | os.PathLike | None, build: Callable[[], Any], *,
+                             coils: int = 1, shape: tuple[int, int] = (256, 256)) -> dict[str, Any]:
+    """``method_complexity`` of the method ``build()`` returns, remembered per (spec, weights files, shape,
+    coils, mrrecon version) in ``complexity_cache_path()``: counting MACs runs one whole reconstruction, which
+    for the diffusion samplers takes seconds to minutes. ``weights``: the folder whose files the figure depends
+    on (None for methods without weights). An unreadable or unwritable cache is ignored."""
+    from mrrecon import __version__
+    from mrrecon.methods.pretrained import resolve_pretrained
+
+    fingerprint = _weights_fingerprint(resolve_pretrained(weights)) if weights else "-"
+    key = f"{spec}|{fingerprint}|{shape[0]}x{shape[1]}|{coils}|{__version__}"
+    path = complexity_cache_path()
+    try:
+        cache = json.loads(path.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    result = method_complexity(build(), shape=shape, coils=coils)
+    cache[key] = result
+    try:
+        from mrrecon.utils.io import atomic_write_json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, cache)
+    except OSError:
+        pass
+    return result
