@@ -1,6 +1,6 @@
 """IMA (multi-contrast unfolding): data preparation, training of the variants, stage sweep and evaluation.
 
-Subcommands (run from the repository root, one thread each: ``OMP_NUM_THREADS=1``):
+Subcommands (run from the repository root; ``--threads N`` sets the torch threads of train / sweep, default 1):
 
 ``prepare``
     Simulates the single-coil paired data (``runs/cache/ima-sim/{train,val,test}``; train: 32 subjects x 2
@@ -75,8 +75,9 @@ def prepare() -> None:
 
 
 def train(variant: str, stages: int | None, steps: int | None, out: str | None, ship: bool,
-          extra: list[str] | None = None) -> Path:
-    sets = [f"name={Path(out).name if out else variant + '-small'}", *VARIANT_FLAGS[variant], *(extra or [])]
+          extra: list[str] | None = None, threads: int = 1) -> Path:
+    sets = [f"name={Path(out).name if out else variant + '-small'}", *VARIANT_FLAGS[variant], *(extra or []),
+            f"train.threads={threads}"]
     if stages is not None:
         sets.append(f"model.params.stages={stages}")
     if steps is not None:
@@ -86,7 +87,8 @@ def train(variant: str, stages: int | None, steps: int | None, out: str | None, 
     for s in sets:
         cmd += ["--set", s]
     print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads),
+                                                 "MKL_NUM_THREADS": str(threads)})
     final = REPO / out_dir / "final"
     if ship:
         dest = REPO / "weights" / f"{variant}-small"
@@ -115,15 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     e = sub.add_parser("evaluate")
     e.add_argument("--which", default="all")
     sub.add_parser("cards")
+    for q in (t, s):
+        q.add_argument("--threads", type=int, default=1, help="torch threads of each training")
     args = p.parse_args(argv)
     if args.cmd == "prepare":
         prepare()
     elif args.cmd == "train":
-        train(args.variant, args.stages, args.steps, args.out, args.ship)
+        train(args.variant, args.stages, args.steps, args.out, args.ship, threads=args.threads)
     elif args.cmd == "sweep":
         for t_ in (int(v) for v in args.stages.split(",")):
             extra = [f"optim.lr={args.lr}"] + ([f"model.init_from={args.init_from}"] if args.init_from else [])
-            train("ima", t_, args.steps, f"runs/ima-sweep/ima-t{t_}", ship=False, extra=extra)
+            train("ima", t_, args.steps, f"runs/ima-sweep/ima-t{t_}", ship=False, extra=extra, threads=args.threads)
     elif args.cmd == "evaluate":
         evaluate(args.which)
     elif args.cmd == "cards":

@@ -1,6 +1,6 @@
 """SSDM-MRI closing figures: distillation gap, quality and speed against the U-Net, real single-coil data.
 
-    python benchmarks/ssdm.py [--parts simulated,shared,timing,uncertainty] [--subjects 2] [--slices 1]
+    python benchmarks/ssdm.py [--parts simulated,shared,timing,uncertainty,noise_levels] [--subjects 2] [--slices 1]
                               [--threads 1] [--out benchmarks/results]
 
 Parts (each writes one JSON under --out; the full benchmark folders with report.md/html go under --work):
@@ -15,6 +15,11 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
   320x320, methods zero-filled, l1-wavelet, unet, ssdm; nominal and effective accelerations in the summary.
 * ``timing`` -> ssdm_timing.json: ssdm (1 step) and unet timed round-robin on one 320x320 single-coil slice
   (the paper's Table I setting), median ms and their ratio.
+* ``noise_levels`` -> ssdm_noise_levels.json: where the teacher's error comes from. On the held-out subjects
+  (gaussian1d 8x), for t in {1, 16, 32, 64, 96, 120, 128}: the relative error ||x0_hat(x_t, t) - x0||^2 / ||x0||^2
+  of one network evaluation (x0_hat = alpha_t x_t - sigma_t v_hat, eval mode) against that of the zero-filled
+  condition itself. A 1-step sampler (and the first steps of any sampler) relies on x0_hat at t = T, where x_t is
+  pure noise and the condition is the only information: there x0_hat should beat the zero-filled image.
 * ``uncertainty`` -> docs/img/ssdm_uncertainty.png: mean and standard deviation of 5 samples (different x_T) of
   the 1-step and the 8-step students on a knee slice at 4x, 8x and 12x (Fig. 8).
 """
@@ -151,6 +156,37 @@ def part_uncertainty(args, work: Path) -> dict:
             "command": f"python benchmarks/ssdm.py --parts uncertainty --threads {args.threads}"}
 
 
+@torch.no_grad()
+def part_noise_levels(args, work: Path) -> dict:
+    from mrrecon.data.datasets import collate_samples
+    from mrrecon.methods.ssdm.registration import find_stages
+
+    files = simulate_dataset(work / "sim-data", subjects=args.subjects, size=256, coils=8,
+                             contrasts=("T1", "T2", "PD", "FLAIR"), slices=args.slices, seed=1000)
+    samples = [s for f in files for s in samples_from_file(f, mask_kind="gaussian1d", acceleration=8.0, seed=0)]
+    batch = collate_samples(samples)
+    rows = {}
+    for steps, folder in sorted(find_stages("ssdm-small").items(), reverse=True):
+        model = load("ssdm", steps=steps).model.eval()
+        gen = torch.Generator().manual_seed(0)
+        x0, cond, _ = model.simulate_pair(batch, gen)
+        energy = float((x0 ** 2).sum())
+        zf_error = float(((cond[:, :1] - x0) ** 2).sum()) / energy  # the condition's real part (phase-free target)
+        per_t = {}
+        for t in (1, 16, 32, 64, 96, 120, 128):
+            tt = torch.full((x0.shape[0],), t)
+            eps = torch.randn(x0.shape, generator=gen)
+            x_t = model.schedule.q_sample(x0, tt, eps)
+            alpha, sigma = model.schedule.alpha_sigma(tt)
+            x0_hat = alpha.view(-1, 1, 1, 1) * x_t - sigma.view(-1, 1, 1, 1) * model(x_t, cond, tt)
+            per_t[str(t)] = float(((x0_hat - x0) ** 2).sum()) / energy
+        rows[folder.name] = {"sampling_steps": steps, "relative_error_by_t": per_t,
+                             "zero_filled_relative_error": zf_error}
+    return {"data": f"{len(samples)} held-out simulated slices (seed 1000), 256x256, gaussian1d 8x", "stages": rows,
+            "command": f"python benchmarks/ssdm.py --parts noise_levels --subjects {args.subjects} "
+                       f"--slices {args.slices} --threads {args.threads}"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="simulated,shared,timing,uncertainty")
@@ -167,7 +203,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing,
-             "uncertainty": part_uncertainty}
+             "uncertainty": part_uncertainty, "noise_levels": part_noise_levels}
     for name in args.parts.split(","):
         if name not in parts:
             raise SystemExit(f"unknown part {name!r}; choose from {', '.join(parts)}")
