@@ -259,9 +259,11 @@ def cards() -> None:
                                 f'mrrecon.methods.load("{variant}", checkpoint=')
             flags = "".join(f" --set {f}" for f in VARIANT_FLAGS[variant])
             body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then "
-                     f"`python benchmarks/ima.py train --variant {variant} --ship` (= `OMP_NUM_THREADS=1 "
-                     "mrrecon train configs/ima-small.yaml --out "
-                     f"runs/{variant}-small --set name={variant}-small{flags}`; final/ copied here). One model for "
+                     f"`python benchmarks/ima.py train --variant {variant} --out runs/ima-1500/{variant} --threads 2` "
+                     f"(= `mrrecon train configs/ima-small.yaml --out runs/ima-1500/{variant} --set name={variant}"
+                     f"{flags} --set train.threads=2`), then `final/` copied here (`--ship` copies it to "
+                     f"weights/{variant}-small itself); the thread count changes the speed, not the recipe. "
+                     "One model for "
                      "T2 targets with a PD, FLAIR or T1 reference (mixed-reference training set).\n")
             readme.write_text(body + text)
             print(f"updated {readme}")
