@@ -15,7 +15,8 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
   320x320, methods zero-filled, l1-wavelet, unet, ssdm; nominal and effective accelerations in the summary.
 * ``timing`` -> ssdm_timing.json: ssdm (1 step) and unet timed round-robin on one 320x320 single-coil slice
   (the paper's Table I setting), median ms and their ratio.
-* ``noise_levels`` -> ssdm_noise_levels.json: where the teacher's error comes from. On the held-out subjects
+* ``noise_levels`` -> ssdm_noise_levels.json: where the teacher's error comes from (every stage of each of
+  ``--checkpoints``, default the shipped ``ssdm-small``). On the held-out subjects
   (gaussian1d 8x), for t in {1, 16, 32, 64, 96, 120, 128}: the relative error ||x0_hat(x_t, t) - x0||^2 / ||x0||^2
   of one network evaluation (x0_hat = alpha_t x_t - sigma_t v_hat, eval mode) against that of the zero-filled
   condition itself. A 1-step sampler (and the first steps of any sampler) relies on x0_hat at t = T, where x_t is
@@ -159,6 +160,8 @@ def part_uncertainty(args, work: Path) -> dict:
 @torch.no_grad()
 def part_noise_levels(args, work: Path) -> dict:
     from mrrecon.data.datasets import collate_samples
+    from mrrecon.diffusion.schedules import x0_from_v
+    from mrrecon.methods.pretrained import from_pretrained
     from mrrecon.methods.ssdm.registration import find_stages
 
     files = simulate_dataset(work / "sim-data", subjects=args.subjects, size=256, coils=8,
@@ -166,25 +169,27 @@ def part_noise_levels(args, work: Path) -> dict:
     samples = [s for f in files for s in samples_from_file(f, mask_kind="gaussian1d", acceleration=8.0, seed=0)]
     batch = collate_samples(samples)
     rows = {}
-    for steps, folder in sorted(find_stages("ssdm-small").items(), reverse=True):
-        model = load("ssdm", steps=steps).model.eval()
-        gen = torch.Generator().manual_seed(0)
-        x0, cond, _ = model.simulate_pair(batch, gen)
-        energy = float((x0 ** 2).sum())
-        zf_error = float(((cond[:, :1] - x0) ** 2).sum()) / energy  # the condition's real part (phase-free target)
-        per_t = {}
-        for t in (1, 16, 32, 64, 96, 120, 128):
-            tt = torch.full((x0.shape[0],), t)
-            eps = torch.randn(x0.shape, generator=gen)
-            x_t = model.schedule.q_sample(x0, tt, eps)
-            alpha, sigma = model.schedule.alpha_sigma(tt)
-            x0_hat = alpha.view(-1, 1, 1, 1) * x_t - sigma.view(-1, 1, 1, 1) * model(x_t, cond, tt)
-            per_t[str(t)] = float(((x0_hat - x0) ** 2).sum()) / energy
-        rows[folder.name] = {"sampling_steps": steps, "relative_error_by_t": per_t,
-                             "zero_filled_relative_error": zf_error}
+    for checkpoint in args.checkpoints.split(","):
+        stages = find_stages(checkpoint)
+        for steps, folder in sorted(stages.items(), reverse=True):
+            model = from_pretrained(folder, expected_type="ssdm").eval()
+            gen = torch.Generator().manual_seed(0)
+            x0, cond, _ = model.simulate_pair(batch, gen)
+            energy = float((x0 ** 2).sum())
+            zf_error = float(((cond[:, :1] - x0) ** 2).sum()) / energy  # the condition's real part (phase-free x0)
+            per_t = {}
+            for t in (1, 16, 32, 64, 96, 120, 128):
+                tt = torch.full((x0.shape[0],), t)
+                x_t = model.schedule.q_sample(x0, tt, torch.randn(x0.shape, generator=gen))
+                alpha, sigma = model.schedule.alpha_sigma(tt)
+                x0_hat = x0_from_v(x_t, model(x_t, cond, tt), alpha, sigma)  # Alg. 1: alpha_t x_t - sigma_t v_hat
+                per_t[str(t)] = float(((x0_hat - x0) ** 2).sum()) / energy
+            name = checkpoint if len(stages) == 1 else f"{checkpoint}/{folder.name}"
+            rows[name] = {"sampling_steps": steps, "relative_error_by_t": per_t,
+                          "zero_filled_relative_error": zf_error}
     return {"data": f"{len(samples)} held-out simulated slices (seed 1000), 256x256, gaussian1d 8x", "stages": rows,
-            "command": f"python benchmarks/ssdm.py --parts noise_levels --subjects {args.subjects} "
-                       f"--slices {args.slices} --threads {args.threads}"}
+            "command": f"python benchmarks/ssdm.py --parts noise_levels --checkpoints {args.checkpoints} "
+                       f"--subjects {args.subjects} --slices {args.slices} --threads {args.threads}"}
 
 
 def main():
@@ -193,6 +198,8 @@ def main():
     ap.add_argument("--subjects", type=int, default=2)
     ap.add_argument("--slices", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--checkpoints", default="ssdm-small",
+                    help="noise_levels: comma-separated ssdm checkpoints (folders or shipped names; every stage)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", default=None, help="shared data folder (default: $MRRECON_SHARED_DATA or ../shared/data)")
     ap.add_argument("--out", default=str(HERE / "results"))
