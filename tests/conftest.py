@@ -1,5 +1,6 @@
 """Shared test settings: offline hub, allocator tuning, shared-data and BART fixtures, seeded RNG."""
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -9,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # `mrrecon methods --details` caches GMAC counts; tests never touch the user's cache.
 os.environ["MRRECON_CACHE_DIR"] = tempfile.mkdtemp(prefix="mrrecon-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MRRECON_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
