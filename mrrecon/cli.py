@@ -208,11 +208,18 @@ def methods_cmd(details, names):
                    "or vgg16 + lpips_vgg, inception_fid); see docs/metrics.md. Without it they are skipped.")
 @click.option("--uncertainty-samples", default=0, show_default=True, type=click.IntRange(min=0),
               help="N > 1: posterior mean and std maps from N samples in the figures, for methods that sample (ssdm).")
+@click.option("--compare-to", default=None, metavar="METHOD",
+              help="Paired differences of every other method against METHOD (mean, 95% CI, Wilcoxon p, wins), "
+                   "in results.json['paired'] and the report.")
+@click.option("--paired-unit", default="volume", show_default=True, type=click.Choice(["volume", "slice"]),
+              help="Unit of pairing for --compare-to: volumes (independent subjects) or slices.")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, max_slices, device, target_contrast,
-              reference_contrast, data_root, figures, out, feature_weights=None, uncertainty_samples=0):
+              reference_contrast, data_root, figures, out, feature_weights=None, uncertainty_samples=0,
+              compare_to=None, paired_unit="volume"):
     """Every method on the same data, masks and accelerations: results.json/csv, report.md/html, figures."""
     from mrrecon.eval.benchmark import BenchmarkConfig, collect_data, run_benchmark, select_methods
+    from mrrecon.eval.paired import paired_table_markdown
     from mrrecon.eval.report import perceptual_table_markdown, summary_table_markdown
 
     if bool(target_contrast) != bool(reference_contrast):
@@ -221,8 +228,10 @@ def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, ma
                           center_fraction=center_fraction, seed=seed, max_slices=max_slices, device=device,
                           target_contrast=target_contrast, reference_contrast=reference_contrast, figures=figures,
                           feature_weights=None if feature_weights is None else str(feature_weights),
-                          uncertainty_samples=uncertainty_samples)
-    select_methods(methods)  # unknown method names fail before any work
+                          uncertainty_samples=uncertainty_samples, compare_to=compare_to, paired_unit=paired_unit)
+    specs, _ = select_methods(methods)  # unknown method names fail before any work
+    if compare_to is not None and compare_to not in specs:
+        raise click.UsageError(f"--compare-to {compare_to!r} is not one of the benchmark's methods: {', '.join(specs)}")
     specs, problems = collect_data([*data, *map(str, more_data)], cfg, data_root)
     for p in problems:
         click.echo(f"error: {p['file']}: {p['error']}", err=True)
@@ -232,6 +241,8 @@ def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, ma
     click.echo("\n" + summary_table_markdown(res["summary"]))
     if perceptual_table_markdown(res["summary"]):
         click.echo(perceptual_table_markdown(res["summary"]))
+    if res.get("paired"):
+        click.echo("\n" + paired_table_markdown(res["paired"]))
     if res["errors"]:
         click.echo(f"{len(res['errors'])} error(s) recorded in {out / 'results.json'} and the report", err=True)
     click.echo(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}, {out / 'report.html'}")

@@ -29,6 +29,11 @@ that cannot be read, is recorded (file, method, error) and the run goes on; ``re
   ``kid_mean``, ``kid_std``, ``kid_subset_size``, ``fid_n`` (images per set; FID/KID on few images are biased
   or noisy: compare rows with equal n). A volume whose perceptual scoring failed has ``perceptual_error``.
 
+- ``paired`` (null unless ``--compare-to METHOD``): one row per data kind x mask x accel x other method x metric
+  (psnr, ssim): ``method - reference`` paired over volumes (``--paired-unit volume``, default) or slices: ``n``,
+  ``mean``, ``ci95`` (Student t), ``p_wilcoxon`` (two-sided signed-rank), ``wins`` / ``losses`` (see
+  ``mrrecon.eval.paired``). The report adds a "Paired differences" table.
+
 With ``--uncertainty-samples N`` (N > 1) the report adds, for each figure slice, the posterior mean and standard
 deviation of N samples of the methods that sample (``reconstruct_with_uncertainty``, e.g. ssdm; SSDM-MRI Fig. 8).
 """
@@ -55,6 +60,7 @@ from mrrecon.data.formats import SUPPORTED_SUFFIXES
 from mrrecon.data.paired import find_pairs
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, DataError, MRReconError
+from mrrecon.eval.paired import PAIRED_UNITS, paired_differences
 from mrrecon.eval.runner import VolumeResult, score_volume, summarise
 from mrrecon.methods.base import MethodInfo, available, get_info, load, parse_method_spec
 from mrrecon.methods.weights import shipped_weights
@@ -96,6 +102,8 @@ class BenchmarkConfig:
     warmup: bool = True
     feature_weights: str | None = None  # folder of local perceptual-network weights (LPIPS, rFID, KID)
     uncertainty_samples: int = 0  # > 1: posterior mean / std maps in the figures for methods that sample (ssdm)
+    compare_to: str | None = None  # a method of the run: paired differences of every other method against it
+    paired_unit: str = "volume"  # "volume" | "slice" (mrrecon.eval.paired)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -318,6 +326,8 @@ class BenchmarkRun:
             "runs": runs,
             "skipped": [dict(t) for t in dict.fromkeys(tuple(sorted(x.items())) for x in self.skipped)],
             "errors": self.errors,
+            "paired": None if self.cfg.compare_to is None else paired_differences(
+                self.volumes, self.cfg.compare_to, unit=self.cfg.paired_unit),
             "perceptual": self.perceptual.info() if self.perceptual is not None else {
                 "available": [], "skipped": "not configured (Python API without perceptual metrics)"},
         }
@@ -342,12 +352,16 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
 
     from mrrecon.eval.report import write_reports
 
+    specs, more_skips = select_methods(cfg.methods)
+    if cfg.compare_to is not None and cfg.compare_to not in specs:  # before anything is written to ``out``
+        raise ConfigError(f"--compare-to {cfg.compare_to!r} is not one of the benchmark's methods: {', '.join(specs)}")
+    if cfg.paired_unit not in PAIRED_UNITS:
+        raise ConfigError(f"paired unit must be one of {PAIRED_UNITS}; got {cfg.paired_unit!r}")
     run = BenchmarkRun(out, cfg)
     run.perceptual = PerceptualMetrics.from_folder(cfg.feature_weights, device=cfg.device, seed=cfg.seed)
     echo(run.perceptual.describe())
     run.errors += list(problems)
     run.skipped += list(method_skips)
-    specs, more_skips = select_methods(cfg.methods)
     run.skipped += more_skips
     built: dict[str, Any] = {}
     for spec in specs:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrrecon.eval.paired import paired_table_markdown
 from mrrecon.utils.io import atomic_write_bytes, atomic_write_text
 
 # column key, header, digits, better ('max' | 'min' | None)
@@ -238,6 +239,18 @@ def _html_table(rows: Sequence[dict]) -> str:
     return "\n".join(parts)
 
 
+def _html_paired(rows: Sequence[dict]) -> str:
+    """The paired-differences table (mrrecon.eval.paired) as HTML, from its markdown rows."""
+    lines = paired_table_markdown(rows).splitlines()
+    caption, head, body = lines[0], lines[2], lines[4:]
+
+    def cells(line: str, tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(c.strip().strip('`'))}</{tag}>" for c in line.strip("|").split("|"))
+
+    return (f"<p>{html.escape(caption)}</p><table><tr>{cells(head, 'th')}</tr>"
+            + "".join(f"<tr>{cells(b, 'td')}</tr>" for b in body) + "</table>")
+
+
 def _img_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -278,6 +291,9 @@ def write_reports(out: Path, results: dict, figures: Sequence[dict] = ()) -> Non
         md.append(f"\n## Perceptual metrics\n\n{PERCEPTUAL_NOTE}\n\n{perceptual_table_markdown(summary)}")
     if perceptual.get("skipped"):
         md.append(f"\nPerceptual metrics skipped: {perceptual['skipped']}\n")
+    paired = results.get("paired") or []
+    if paired:
+        md.append(f"\n## Paired differences\n\n{paired_table_markdown(paired)}\n")
     errors, skipped = results.get("errors", []), results.get("skipped", [])
     if errors:
         md.append("\n## Errors\n\n" + "\n".join(
@@ -302,6 +318,8 @@ def write_reports(out: Path, results: dict, figures: Sequence[dict] = ()) -> Non
                     "</table>")
     if perceptual.get("skipped"):
         body.append(f"<p>Perceptual metrics skipped: {html.escape(str(perceptual['skipped']))}</p>")
+    if paired:
+        body.append(f"<h2>Paired differences</h2>{_html_paired(paired)}")
     if errors:
         body.append("<h2>Errors</h2><ul>" + "".join(
             f'<li class="err"><code>{html.escape(str(e.get("file")))}</code> {html.escape(str(e.get("method") or ""))}'
