@@ -1,15 +1,17 @@
-"""Paired comparisons (mrrecon.eval.paired): statistics against hand-computed values, pairing by unit, and the
-benchmark's --compare-to."""
+"""Paired comparisons (mrrecon.eval.paired): statistics against hand-computed values, pairing by unit, the
+benchmark's --compare-to; and multi-contrast pairs held in one file (key / reference_key)."""
 
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mrrecon.cli import main
 from mrrecon.data.simulate import simulate_dataset
-from mrrecon.errors import ConfigError
+from mrrecon.errors import ConfigError, DataError
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, run_benchmark
 from mrrecon.eval.paired import paired_differences, summarise_differences
 from mrrecon.eval.runner import SliceResult, VolumeResult
@@ -89,3 +91,28 @@ def test_compare_to_an_absent_method_fails_before_writing(sim, tmp_path):
     res = CliRunner().invoke(main, ["benchmark", "--data", str(sim), "--methods", "zero-filled", "--compare-to",
                                     "unet", "--out", str(out)])
     assert res.exit_code == 2 and "not one of the benchmark's methods" in res.output and not out.exists()
+
+
+def test_one_file_with_both_contrasts_is_a_pair(tmp_path):
+    from scipy.io import savemat
+
+    from mrrecon.eval.benchmark import collect_data, load_volume
+
+    yy, xx = np.mgrid[:32, :32]
+    t2, flair = (1 + xx).astype(np.uint16), (100 + yy).astype(np.uint16)
+    savemat(tmp_path / "brain.mat", {"T2": t2, "FLAIR": flair})
+    cfg = BenchmarkConfig(masks=("random1d",), accels=(4.0,))
+    (spec,), problems = collect_data([f"{tmp_path / 'brain.mat'}::key=T2,reference_key=FLAIR"], cfg)
+    assert not problems and spec.reference == spec.path
+    (sample,) = load_volume(spec, "random1d", 4.0, cfg)
+    assert torch.allclose(sample.reference, torch.from_numpy(flair / flair.max()).float(), atol=1e-6)
+    target = sample.target.abs() * sample.meta.scale
+    assert torch.allclose(target, torch.from_numpy(t2.astype(np.float32)), rtol=1e-4, atol=1e-3)
+    (bad,), _ = collect_data([f"{tmp_path / 'brain.mat'}::key=T2,reference_key=T1"], cfg)
+    with pytest.raises(DataError, match="T1"):
+        load_volume(bad, "random1d", 4.0, cfg)
+    with pytest.raises(ConfigError, match="needs key"):
+        collect_data([f"{tmp_path / 'brain.mat'}::reference_key=FLAIR"], cfg)
+    (crop,), _ = collect_data([f"{tmp_path / 'brain.mat'}::key=T2,reference_key=FLAIR,kspace_crop=16x16"], cfg)
+    with pytest.raises(DataError, match="kspace_crop"):
+        load_volume(crop, "random1d", 4.0, cfg)

@@ -466,10 +466,13 @@ class PairedSliceDataset(SliceDataset):
     (then ``find_pairs(folder, target_contrast, reference_contrast)``). Both files of a pair must have the
     same number of slices and (after ``crop``) the same (H, W). The reference is the file's stored target if
     it has the right size, else the RSS of its (possibly synthesised) full k-space, normalised to max 1;
-    its divisor is ``meta.extra['reference_scale']``. Other options as :class:`SliceDataset`.
+    its divisor is ``meta.extra['reference_scale']``. ``reference_options``: loader options of the reference
+    files (default: ``source_options``); with ``key`` they let both contrasts come from one file
+    (``T2_FLAIR.mat`` with variables ``T2`` and ``FLAIR``). Other options as :class:`SliceDataset`.
     """
 
-    def __init__(self, pairs, target_contrast: str, reference_contrast: str, **options):
+    def __init__(self, pairs, target_contrast: str, reference_contrast: str, *,
+                 reference_options: dict[str, Any] | None = None, **options):
         if isinstance(pairs, (str, os.PathLike)):
             pairs = find_pairs(pairs, target_contrast, reference_contrast)
         pairs = [Pair(str(p[0]), Path(p[1]), Path(p[2])) for p in pairs]
@@ -483,7 +486,8 @@ class PairedSliceDataset(SliceDataset):
         kept_sources, kept_pairs = [], []
         for pair, src in zip(pairs, self.sources, strict=True):
             try:
-                ref = _open_slices(pair.reference, **(options.get("source_options") or {}))
+                ref_options = reference_options if reference_options is not None else options.get("source_options")
+                ref = _open_slices(pair.reference, **(ref_options or {}))
                 if ref.num_slices != src.num_slices:
                     raise DataError(f"{ref.num_slices} slices, but target {pair.target} has {src.num_slices}",
                                     pair.reference)

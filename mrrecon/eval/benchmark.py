@@ -3,7 +3,8 @@
 Data (``--data``): fastMRI h5 files or folders, any file the loaders read, inline loader options
 (``file.mat::domain=kspace,key=DATA,coil_axis=-1,kspace_crop=320x168``), or a YAML manifest listing files
 with options (see ``benchmarks/shared-data.yaml``). With ``--target-contrast/--reference-contrast`` folders
-are read as multi-contrast pairs and samples carry the reference image.
+are read as multi-contrast pairs and samples carry the reference image; a file holding both contrasts is a pair
+with the options ``key=<target variable>,reference_key=<reference variable>``.
 
 Every method gets the identical Samples (same seeded mask per file and slice). A method that fails, or a file
 that cannot be read, is recorded (file, method, error) and the run goes on; ``results.json`` and
@@ -68,7 +69,8 @@ from mrrecon.metrics.perceptual import PerceptualMetrics, summarise_perceptual
 from mrrecon.utils.io import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
-LOADER_OPTIONS = {"domain", "key", "coil_axis", "slice_axis", "kspace_crop", "target_key", "name"}
+LOADER_OPTIONS = {"domain", "key", "coil_axis", "slice_axis", "kspace_crop", "target_key", "name", "reference_key"}
+PAIR_OPTIONS = ("domain", "key", "coil_axis", "slice_axis")  # what the paired loader reads (no crop, no target_key)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class DataSpec:
     path: Path
     options: dict[str, Any] = field(default_factory=dict)
     reference: Path | None = None  # multi-contrast pairs
+    reference_options: dict[str, Any] | None = None  # loader options of the reference (default: ``options``)
 
     @property
     def name(self) -> str:
@@ -158,8 +161,21 @@ def read_manifest(path: Path, data_root: str | None = None) -> list[DataSpec]:
     for entry in doc["files"]:
         entry = dict(entry) if isinstance(entry, dict) else {"path": entry}
         rel = entry.pop("path")
-        specs.append(DataSpec(root_path / rel, _check_options(entry, f"{path} entry {rel}")))
+        specs.append(_spec(root_path / rel, _check_options(entry, f"{path} entry {rel}")))
     return specs
+
+
+def _spec(path: Path, opts: dict[str, Any]) -> DataSpec:
+    """A DataSpec; ``reference_key`` makes it a pair within one file: the target from ``key``, the fully sampled
+    reference from ``reference_key`` (e.g. ``T2_FLAIR.mat::key=T2,reference_key=FLAIR``)."""
+    if "reference_key" not in opts:
+        return DataSpec(path, opts)
+    opts = dict(opts)
+    ref_key = opts.pop("reference_key")
+    if "key" not in opts:
+        raise ConfigError(f"{path}: reference_key={ref_key} needs key=<the target's variable> as well")
+    ref_opts = {k: v for k, v in opts.items() if k != "name"}
+    return DataSpec(path, opts, reference=path, reference_options={**ref_opts, "key": ref_key})
 
 
 def collect_data(items: Sequence[str], cfg: BenchmarkConfig, data_root: str | None = None
@@ -180,7 +196,7 @@ def collect_data(items: Sequence[str], cfg: BenchmarkConfig, data_root: str | No
         elif p.is_dir():
             specs += [DataSpec(f, dict(opts)) for f in sorted(p.iterdir()) if _is_data_file(f)]
         else:
-            specs.append(DataSpec(p, _check_options(opts, item)))
+            specs.append(_spec(p, _check_options(opts, item)))
     missing = [s for s in specs if not (s.path.exists() or s.path.with_suffix(".cfl").exists())]
     for s in missing:
         problems.append({"file": str(s.path), "method": None, "error": "DataError: file not found"})
@@ -190,9 +206,17 @@ def collect_data(items: Sequence[str], cfg: BenchmarkConfig, data_root: str | No
 def load_volume(spec: DataSpec, mask: str, accel: float, cfg: BenchmarkConfig) -> list[Sample]:
     """The undersampled samples of one file (or pair) for one mask and acceleration."""
     if spec.reference is not None:
-        ds = PairedSliceDataset([(spec.path.stem, spec.path, spec.reference)], cfg.target_contrast,
-                                cfg.reference_contrast, mask_kinds=(mask,), accelerations=(accel,),
-                                center_fraction=cfg.center_fraction, seed=cfg.seed, fixed_mask=True)
+        unsupported = sorted(set(spec.loader_kwargs()) - set(PAIR_OPTIONS))
+        if unsupported:
+            raise DataError(f"loader option(s) {unsupported} are not supported for multi-contrast pairs "
+                            f"(supported: {', '.join(PAIR_OPTIONS)})", spec.path)
+        source = spec.loader_kwargs()
+        reference = spec.reference_options if spec.reference_options is not None else source
+        ds = PairedSliceDataset([(spec.path.stem, spec.path, spec.reference)],
+                                cfg.target_contrast or str(source.get("key", "target")),
+                                cfg.reference_contrast or str(reference.get("key", "reference")),
+                                mask_kinds=(mask,), accelerations=(accel,), center_fraction=cfg.center_fraction,
+                                seed=cfg.seed, fixed_mask=True, source_options=source, reference_options=reference)
         samples = [ds[i] for i in range(len(ds))]
         if cfg.max_slices is not None and len(samples) > cfg.max_slices:
             start = (len(samples) - cfg.max_slices) // 2
