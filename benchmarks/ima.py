@@ -4,24 +4,27 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
 
 ``prepare``
     Simulates the single-coil paired data (``runs/cache/ima-sim/{train,val,test}``; train: 32 subjects x 2
-    slices, seed 0; val: 4 subjects x 1 slice, seed 1; test: 6 held-out subjects x 2 slices, seed 2; 256 x 256,
+    slices, seed 0; val: 4 subjects x 1 slice, seed 1; test: 16 held-out subjects x 2 slices, seed 2; 256 x 256,
     contrasts T2, PD, FLAIR, T1) and the *mixed-reference* training folders ``runs/cache/ima-sim/{train,val}-mixed``:
     every subject appears three times, as ``<subj>-PD_{T2,REF}.h5``, ``<subj>-FLAIR_{T2,REF}.h5`` and
     ``<subj>-T1_{T2,REF}.h5`` (symbolic links), so one model learns T2 with a PD, FLAIR *or* T1 reference
     (``data.reference_contrast: REF`` in configs/ima-small.yaml).
 
-``train --variant ima|ima-no-csca|ima-no-dcm|ima-single [--stages T] [--steps N] [--out DIR] [--ship]``
-    ``mrrecon train configs/ima-small.yaml`` with the variant's flags (and stage count / step budget) set by
-    ``--set`` overrides; ``--ship`` copies ``final/`` to ``weights/<variant>-small``.
+``train --variant ima|ima-no-csca|ima-no-dcm|ima-single [--stages T] [--steps N] [--out DIR] [--ship]
+[--init-from DIR] [--lr LR]``
+    ``mrrecon train configs/ima-small.yaml`` with the variant's flags (and stage count / step budget, warm start,
+    peak learning rate) set by ``--set`` overrides; ``--ship`` copies ``final/`` to ``weights/<variant>-small``.
 
 ``sweep [--stages 6,8,10,12,14] [--steps 100] [--init-from runs/ima-small/final] [--lr 1e-3]``
     One short training per stage count (same budget each) into ``runs/ima-sweep/ima-t<T>``, warm-started from
     the trained 12-stage model (``model.init_from``: stages 1..min(T, 12), embeddings and decoder copied;
     stages 13-14 of T = 14 start from their initialisation), lr 1e-3 cosine.
 
-``evaluate [--which sim|cdlmri|sweep|all]``
+``evaluate [--which sim|cdlmri|sweep|kernels|all]``
     ``mrrecon benchmark`` (its Python API) on the held-out pairs and the CDLMRI T1/T2 brains of ../shared/data;
-    writes ``benchmarks/results/ima*.json`` (summary rows + parameters / GMACs per method).
+    writes ``benchmarks/results/ima*.json`` (summary rows + parameters / GMACs per method, and the paired
+    per-volume PSNR differences against ``ima``). ``kernels`` compares the three DCM kernels of Fig. 4 (Table 2b):
+    the shipped ima-small (kernel 1) against ``runs/ima-3000/ima-kernel{2,3}/final``.
 
 ``cards``
     Appends the held-out tables to ``weights/<variant>-small/README.md``.
@@ -54,7 +57,7 @@ def prepare() -> None:
 
     splits = {"train": dict(subjects=32, slices=2, seed=0, contrasts=("T2", "PD", "FLAIR", "T1")),
               "val": dict(subjects=4, slices=1, seed=1, contrasts=("T2", "PD", "FLAIR", "T1")),
-              "test": dict(subjects=6, slices=2, seed=2, contrasts=("T2", "PD", "FLAIR", "T1"))}
+              "test": dict(subjects=16, slices=2, seed=2, contrasts=("T2", "PD", "FLAIR", "T1"))}
     for name, kw in splits.items():
         folder = SIM / name
         expected = kw["subjects"] * len(kw["contrasts"])
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--out", default=None)
     t.add_argument("--ship", action="store_true")
+    t.add_argument("--init-from", default="", help="warm start from a checkpoint folder of the same variant")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the config's)")
+    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="more config overrides, e.g. model.params.dcm_kernel=2 (repeatable)")
     s = sub.add_parser("sweep")
     s.add_argument("--stages", default="6,8,10,12,14")
     s.add_argument("--steps", type=int, default=100)
@@ -123,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "prepare":
         prepare()
     elif args.cmd == "train":
-        train(args.variant, args.stages, args.steps, args.out, args.ship, threads=args.threads)
+        extra = ([f"model.init_from={args.init_from}"] if args.init_from else []) + (
+            [f"optim.lr={args.lr}"] if args.lr is not None else []) + args.sets
+        train(args.variant, args.stages, args.steps, args.out, args.ship, extra=extra, threads=args.threads)
     elif args.cmd == "sweep":
         for t_ in (int(v) for v in args.stages.split(",")):
             extra = [f"optim.lr={args.lr}"] + ([f"model.init_from={args.init_from}"] if args.init_from else [])
@@ -143,9 +152,9 @@ SWEEP_STAGES = (6, 8, 10, 12, 14)
 
 
 def _bench(name: str, data: list[str], methods: list[str], target: str, reference: str,
-           settings=SETTINGS) -> dict:
+           settings=SETTINGS, compare_to: str | None = "ima") -> dict:
     """One benchmark run per (mask, accel) setting into runs/ima-bench/<name>-<mask>-<accel>x; returns the slim
-    results per setting."""
+    results per setting, with the paired differences of every method against ``compare_to`` (per volume)."""
     import torch
     from _common import slim_results
 
@@ -155,14 +164,15 @@ def _bench(name: str, data: list[str], methods: list[str], target: str, referenc
     out: dict[str, dict] = {}
     for mask, accel in settings:
         cfg = BenchmarkConfig(methods=list(methods), masks=(mask,), accels=(accel,), target_contrast=target,
-                              reference_contrast=reference, figures=2)
+                              reference_contrast=reference, figures=2, compare_to=compare_to)
         specs, problems = collect_data(data, cfg)
         folder = REPO / "runs" / "ima-bench" / f"{name}-{mask}-{accel:g}x"
         res = run_benchmark(specs, cfg, folder, problems=problems, progress=False)
-        root = os.path.commonpath([str(Path(d).resolve()) for d in data])
+        paths = [Path(d.split("::")[0]).resolve() for d in data]  # inline loader options off
+        root = os.path.commonpath([str(q if q.is_dir() else q.parent) for q in paths])
         command = (f"python benchmarks/ima.py evaluate --which {name.split('-')[0]}  (mrrecon benchmark --data <dir> "
                    f"--methods {','.join(methods)} --masks {mask} --accels {accel:g} --target-contrast {target} "
-                   f"--reference-contrast {reference})")
+                   f"--reference-contrast {reference}" + (f" --compare-to {compare_to})" if compare_to else ")"))
         out[f"{mask}-{accel:g}x"] = slim_results(res, command, data_root=root, report=str(folder.relative_to(REPO)))
         print(f"{name} {mask} {accel:g}x done", flush=True)
     return out
@@ -185,6 +195,28 @@ def _pivot(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _paired_pivot(results: dict[str, dict]) -> str:
+    """Markdown: the PSNR gain of the reference method (``--compare-to``) over each other method per (data,
+    setting), paired per volume: mean [95 % CI], Wilcoxon p, volumes where the reference won / n."""
+    cols = [(d, st) for d, per in results.items() for st in per if per[st].get("paired")]
+    if not cols:
+        return ""
+    ref = results[cols[0][0]][cols[0][1]]["paired"][0]["reference"]
+    rows: dict[str, dict] = {}
+    for d, st in cols:
+        for r in results[d][st]["paired"]:
+            if r["metric"] != "psnr":
+                continue
+            lo, hi = r["ci95"]  # method - reference: the reference's gain is the negative
+            rows.setdefault(r["method"], {})[(d, st)] = (f"{-r['mean']:+.2f} [{-hi:+.2f}, {-lo:+.2f}] "
+                                                        f"p={r['p_wilcoxon']:.2g} {r['losses']}/{r['n']}")
+    lines = [f"PSNR gain of `{ref}` over each method (dB, paired per volume): mean [95 % CI], Wilcoxon p, volumes "
+             f"where `{ref}` is better / n.", "",
+             "| vs | " + " | ".join(f"{d} {st}" for d, st in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(cells.get(c, "–") for c in cols) + " |" for m, cells in rows.items()]
+    return "\n".join(lines)
+
+
 def _table(results: dict[str, dict]) -> str:
     lines = ["| data | setting | method | PSNR (dB) | SSIM | params (M) | GMACs |", "|---|---|---|---|---|---|---|"]
     for data_name, per_setting in results.items():
@@ -197,6 +229,12 @@ def _table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _cdlmri_t1(shared: Path) -> list[str]:
+    """The three CDLMRI T2/T1 brains: patients A and C (PNG pairs) and the patient of the 4-contrast .mat."""
+    folder = shared / "multicontrast_brain_cdlmri"
+    return [str(folder), f"{folder / 'T2_FLAIR_T1pre_T1post.mat'}::key=T2,reference_key=T1_pre"]
+
+
 def evaluate(which: str) -> None:
     from mrrecon.utils.io import atomic_write_json
 
@@ -204,7 +242,7 @@ def evaluate(which: str) -> None:
     test = str(SIM / "test")
     shared = shared_data()
     results_dir = REPO / "benchmarks" / "results"
-    todo = {"sim", "cdlmri", "sweep"} if which == "all" else set(which.split(","))
+    todo = {"sim", "cdlmri", "sweep", "kernels"} if which == "all" else set(which.split(","))
     if "sim" in todo:
         res = {"simulated T2/PD": _bench("sim-PD", [test], list(MAIN_METHODS), "T2", "PD")}
         # ima-single, unet, varnet and zero-filled do not read the reference: only ima variants are rerun
@@ -212,38 +250,56 @@ def evaluate(which: str) -> None:
             res[f"simulated T2/{ref}"] = _bench(f"sim-{ref}", [test], ["ima-no-dcm", "ima-no-csca", "ima"], "T2",
                                                 ref)
         atomic_write_json(results_dir / "ima.json", {"held_out_simulated": res, "table": _table(res),
-                                                         "pivot": _pivot(res)})
-        print(_pivot(res))
+                                                         "pivot": _pivot(res), "paired": _paired_pivot(res)})
+        print(_pivot(res) + "\n\n" + _paired_pivot(res))
     if "cdlmri" in todo:
         if shared is None:
             print("no shared data folder: skipping the CDLMRI T1/T2 brains")
         else:
-            res = {"CDLMRI T2/T1": _bench("cdlmri", [str(shared / "multicontrast_brain_cdlmri")], list(MAIN_METHODS),
-                                          "T2", "T1")}
+            mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
+            res = {"CDLMRI T2/T1": _bench("cdlmri", _cdlmri_t1(shared),
+                                          list(MAIN_METHODS), "T2", "T1"),
+                   "CDLMRI T2/FLAIR": _bench("cdlmri-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
+                                             list(MAIN_METHODS), "T2", "FLAIR")}
             atomic_write_json(results_dir / "ima_cdlmri.json",
-                              {"cdlmri": res, "table": _table(res), "pivot": _pivot(res)})
-            print(_pivot(res))
+                              {"cdlmri": res, "table": _table(res), "pivot": _pivot(res), "paired": _paired_pivot(res)})
+            print(_pivot(res) + "\n\n" + _paired_pivot(res))
     if "sweep" in todo:
         methods = [f"ima:weights=runs/ima-sweep/ima-t{t}/final" for t in SWEEP_STAGES
                    if (REPO / "runs" / "ima-sweep" / f"ima-t{t}" / "final").is_dir()]
-        res = {"simulated T2/PD": _bench("sweep-sim", [test], methods, "T2", "PD")}
+        t12 = next((m for m in methods if "ima-t12/" in m), None)
+        res = {"simulated T2/PD": _bench("sweep-sim", [test], methods, "T2", "PD", compare_to=t12)}
         if shared is not None:
-            res["CDLMRI T2/T1"] = _bench("sweep-cdlmri", [str(shared / "multicontrast_brain_cdlmri")], methods, "T2",
-                                         "T1")
+            res["CDLMRI T2/T1"] = _bench("sweep-cdlmri", _cdlmri_t1(shared), methods, "T2", "T1", compare_to=t12)
         atomic_write_json(results_dir / "ima_sweep.json",
-                          {"stage_sweep": res, "table": _table(res), "pivot": _pivot(res)})
-        print(_pivot(res))
+                          {"stage_sweep": res, "table": _table(res), "pivot": _pivot(res),
+                           "paired": _paired_pivot(res)})
+        print(_pivot(res) + "\n\n" + _paired_pivot(res))
+
+
+    if "kernels" in todo:  # Table 2b analogue: the three DCM kernels of Fig. 4
+        runs = {1: "weights/ima-small", **{k: f"runs/ima-3000/ima-kernel{k}/final" for k in (2, 3)}}
+        methods = [f"ima:weights={path}" for path in runs.values() if (REPO / path).is_dir()]
+        res = {"simulated T2/PD": _bench("kernels-sim", [test], methods, "T2", "PD", compare_to=methods[0])}
+        if shared is not None:
+            res["CDLMRI T2/T1"] = _bench("kernels-cdlmri", _cdlmri_t1(shared), methods, "T2", "T1",
+                                         compare_to=methods[0])
+        atomic_write_json(results_dir / "ima_kernels.json",
+                          {"dcm_kernels": res, "table": _table(res), "pivot": _pivot(res),
+                           "paired": _paired_pivot(res)})
+        print(_pivot(res) + "\n\n" + _paired_pivot(res))
 
 
 def cards() -> None:
     """Append the held-out evaluation (benchmarks/results/ima*.json) to the shipped model cards."""
     results_dir = REPO / "benchmarks" / "results"
     parts = []
-    for name, title in (("ima.json", "held-out simulated pairs (6 unseen subjects x 2 slices, single-coil 256x256)"),
-                        ("ima_cdlmri.json", "CDLMRI T1/T2 brains of ../shared/data (2 patients, target T2, "
-                                            "reference T1)")):
+    for name, title in (("ima.json", "held-out simulated pairs (16 unseen subjects x 2 slices, single-coil 256x256)"),
+                        ("ima_cdlmri.json", "CDLMRI brains of ../shared/data (3 patients with T2/T1, one "
+                                            "of them with T2/FLAIR; target T2)")):
         if (results_dir / name).is_file():
-            parts.append(f"### {title}\n\n" + json.loads((results_dir / name).read_text())["pivot"] + "\n")
+            saved = json.loads((results_dir / name).read_text())
+            parts.append(f"### {title}\n\n" + saved["pivot"] + "\n\n" + saved.get("paired", "") + "\n")
     parts.append("ima-single, unet, varnet and zero-filled do not read the reference: their T2/FLAIR and T2/T1 "
                  "numbers are the T2/PD ones (same targets and masks).\n")
     if not parts:
@@ -258,13 +314,17 @@ def cards() -> None:
             body = body.replace('mrrecon.methods.load("ima", checkpoint=',
                                 f'mrrecon.methods.load("{variant}", checkpoint=')
             flags = "".join(f" --set {f}" for f in VARIANT_FLAGS[variant])
-            body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then "
-                     f"`python benchmarks/ima.py train --variant {variant} --out runs/ima-1500/{variant} --threads 2` "
-                     f"(= `mrrecon train configs/ima-small.yaml --out runs/ima-1500/{variant} --set name={variant}"
-                     f"{flags} --set train.threads=2`), then `final/` copied here (`--ship` copies it to "
-                     f"weights/{variant}-small itself); the thread count changes the speed, not the recipe. "
-                     "One model for "
-                     "T2 targets with a PD, FLAIR or T1 reference (mixed-reference training set).\n")
+            body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then two runs of the same recipe "
+                     f"(`configs/ima-small.yaml`{flags}):\n\n"
+                     f"1. `python benchmarks/ima.py train --variant {variant} --out runs/ima-1500/{variant} "
+                     "--threads 2`: 1,500 steps, lr 3e-3 cosine, from scratch;\n"
+                     f"2. `python benchmarks/ima.py train --variant {variant} "
+                     f"--init-from runs/ima-1500/{variant}/final --lr 1e-3 --out runs/ima-3000/{variant} --threads 2`: "
+                     "1,500 more steps, lr 1e-3 cosine, "
+                     "warm-started from step 1's weights (the card above is this run's);\n\n"
+                     f"then `runs/ima-3000/{variant}/final` copied here (`--ship` does it). The thread count changes "
+                     "the speed, not the recipe. One model for T2 targets with a PD, FLAIR or T1 reference "
+                     "(mixed-reference training set).\n")
             readme.write_text(body + text)
             print(f"updated {readme}")
 

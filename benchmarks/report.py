@@ -69,7 +69,10 @@ def benchmark_section(title: str, what: str):
 def markdown_section(title: str, what: str, command: str, key: str = "table"):
     """A section from a benchmark script that stores its own markdown table (IMA, AK-Diffusion)."""
     def render(d: dict) -> str:
-        return "\n".join([f"## {title}\n", f"{what}\n", f"Command: `{command}`\n", d[key].rstrip() + "\n"])
+        parts = [f"## {title}\n", f"{what}\n", f"Command: `{command}`\n", d[key].rstrip() + "\n"]
+        if d.get("paired"):  # paired per-volume differences (benchmark --compare-to), IMA
+            parts.append(d["paired"].rstrip() + "\n")
+        return "\n".join(parts)
     return render
 
 
@@ -99,11 +102,17 @@ SECTIONS = [
         "IMA on held-out simulated T2/PD pairs", "Shipped `ima*-small`; see [ima.md](ima.md).",
         "python benchmarks/ima.py evaluate --which sim")),
     ("ima_cdlmri.json", markdown_section(
-        "IMA on the shared real T1/T2 brain pairs (CDLMRI)", "T2 target, T1 reference; see [ima.md](ima.md).",
+        "IMA on the shared real brain pairs (CDLMRI)",
+        "T2 target; T1 reference (3 patients), FLAIR reference (1 patient); see [ima.md](ima.md).",
         "python benchmarks/ima.py evaluate --which cdlmri")),
     ("ima_sweep.json", markdown_section(
         "IMA stage sweep", "Each stage count warm-started from `ima-small`, 100 fine-tuning steps.",
-        "python benchmarks/ima.py sweep --stages 6,8,10,12,14 --steps 100")),
+        "python benchmarks/ima.py sweep --init-from weights/ima-small --threads 2; "
+        "python benchmarks/ima.py evaluate --which sweep")),
+    ("ima_kernels.json", markdown_section(
+        "IMA DCM kernels (Table 2b analogue)",
+        "Kernel 1 = shipped `ima-small`; kernels 2 and 3 continued from the same 1,500-step model with the same "
+        "budget; see [ima.md](ima.md).", "python benchmarks/ima.py evaluate --which kernels")),
     ("akdiff_sim.json", markdown_section(
         "AK-Diffusion on a held-out simulated multi-coil slice (not shipped weights)",
         "800-step small weights that have not learned a useful prior; see [akdiff.md](akdiff.md).",

@@ -16,13 +16,14 @@ import yaml
 from safetensors.torch import load_file
 
 from mrrecon.errors import ConfigError
+from mrrecon.methods.pretrained import model_class
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
 from mrrecon.train import checkpoint as ckpt
 from mrrecon.train.config import TrainConfig, load_config, save_config
 from mrrecon.train.data import EpochBatchSampler, build_training_slices, prepare_simulated
 from mrrecon.train.ema import EMA
-from mrrecon.train.trainer import lr_factor, train
+from mrrecon.train.trainer import _warm_start, lr_factor, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -285,6 +286,29 @@ def test_training_writes_checkpoints_and_resume_repeats_the_loss_curve(tmp_path)
     # a fresh run into a folder with checkpoints is refused (no silent overwrite)
     with pytest.raises(ConfigError, match="--resume"):
         train(tiny_config(tmp_path, "full"))
+
+
+def test_warm_start_copies_matching_tensors_and_says_so(tmp_path, capsys):
+    src = train(tiny_config(tmp_path, "src", "train.max_steps=2"))
+    assert src.step == 2
+    source = load_file(str(tmp_path / "src" / "final" / "model.safetensors"))
+    # a deeper U-Net: the outer layers keep their names and shapes, the new inner ones do not match
+    deeper = model_class("unet").from_config({"chans": 4, "num_pool_layers": 3})
+    before = {k: v.clone() for k, v in deeper.state_dict().items()}
+    _warm_start(deeper, str(tmp_path / "src" / "final"))
+    after = deeper.state_dict()
+    copied = [k for k in after if k in source and source[k].shape == after[k].shape]
+    assert copied and all(torch.equal(after[k], source[k]) for k in copied)
+    kept = [k for k in after if k not in copied]
+    assert kept and all(torch.equal(after[k], before[k]) for k in kept)
+    assert f"{len(copied)} of {len(after)} tensors copied" in capsys.readouterr().out
+    other = model_class("varnet").from_config({"num_cascades": 1, "chans": 2, "sens_chans": 2, "pools": 1,
+                                               "sens_pools": 1})
+    with pytest.raises(ConfigError, match="no tensor matches"):
+        _warm_start(other, str(tmp_path / "src" / "final"))
+    # a training run with model.init_from starts from those weights and its card says so
+    train(tiny_config(tmp_path, "warm", "train.max_steps=1", f"model.init_from={tmp_path / 'src' / 'final'}"))
+    assert "warm-started from" in (tmp_path / "warm" / "final" / "README.md").read_text()
 
 
 def test_cli_trains_and_reports(tmp_path):

@@ -470,7 +470,9 @@ def model_card(config: TrainConfig, meta: dict[str, Any], num_parameters: int) -
         f"- optimiser: {o.name}, lr {o.lr:g}, weight decay {o.weight_decay:g}, schedule {o.scheduler} "
         f"(warm-up {o.warmup_steps} steps), loss {t.loss}, batch {t.batch_size} x accumulation {t.grad_accum} x "
         f"{meta['world_size']} process(es), gradient clip {t.grad_clip:g}, EMA decay {t.ema_decay:g}, seed {t.seed}",
-        f"- steps: {meta['step']} ({meta['samples_seen']} samples), wall time {meta['wall_time_s']:.0f} s",
+        f"- steps: {meta['step']} ({meta['samples_seen']} samples), wall time {meta['wall_time_s']:.0f} s"
+        + (f"; warm-started from `{config.model.init_from}` (`model.init_from`: these steps come on top of "
+           "that model's)" if config.model.init_from else ""),
         "", "## Validation (held-out split, fastMRI convention, mean over volumes)", "",
     ]
     val = meta.get("validation") or {}
