@@ -28,6 +28,10 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
 
 ``cards``
     Appends the held-out tables to ``weights/<variant>-small/README.md``.
+
+``dcm``
+    The known fraction n_1/N of the DCM mask at each of the 12 stages for the evaluation masks (256 x 256, seed 0)
+    and the three kernels, into ``benchmarks/results/ima_dcm_schedule.json``.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     e = sub.add_parser("evaluate")
     e.add_argument("--which", default="all")
     sub.add_parser("cards")
+    sub.add_parser("dcm", help="known fraction of the DCM mask per stage (no training)")
     for q in (t, s):
         q.add_argument("--threads", type=int, default=1, help="torch threads of each training")
     args = p.parse_args(argv)
@@ -141,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluate(args.which)
     elif args.cmd == "cards":
         cards()
+    elif args.cmd == "dcm":
+        dcm_schedules()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -208,8 +215,8 @@ def _paired_pivot(results: dict[str, dict]) -> str:
             if r["metric"] != "psnr":
                 continue
             lo, hi = r["ci95"]  # method - reference: the reference's gain is the negative
-            rows.setdefault(r["method"], {})[(d, st)] = (f"{-r['mean']:+.2f} [{-hi:+.2f}, {-lo:+.2f}] "
-                                                        f"p={r['p_wilcoxon']:.2g} {r['losses']}/{r['n']}")
+            stats = f" [{-hi:+.2f}, {-lo:+.2f}] p={r['p_wilcoxon']:.2g}" if r["n"] >= 2 else ""
+            rows.setdefault(r["method"], {})[(d, st)] = f"{-r['mean']:+.2f}{stats} {r['losses']}/{r['n']}"
     lines = [f"PSNR gain of `{ref}` over each method (dB, paired per volume): mean [95 % CI], Wilcoxon p, volumes "
              f"where `{ref}` is better / n.", "",
              "| vs | " + " | ".join(f"{d} {st}" for d, st in cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -227,6 +234,13 @@ def _table(results: dict[str, dict]) -> str:
                 lines.append(f"| {data_name} | {setting} | {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} "
                              f"| {r['ssim_mean']:.4f} | {pm} | {gm} |")
     return "\n".join(lines)
+
+
+def _figure_to_docs(run: str, name: str) -> None:
+    """Copy the first figure grid of a benchmark run (runs/ima-bench/<run>) to docs/img/<name>.png."""
+    src = REPO / "runs" / "ima-bench" / run / f"figure_00_{run.rsplit('-', 2)[-2]}_{run.rsplit('-', 1)[-1]}.png"
+    if src.is_file():
+        shutil.copyfile(src, REPO / "docs" / "img" / f"{name}.png")
 
 
 def _cdlmri_t1(shared: Path) -> list[str]:
@@ -249,6 +263,7 @@ def evaluate(which: str) -> None:
         for ref in ("FLAIR", "T1"):
             res[f"simulated T2/{ref}"] = _bench(f"sim-{ref}", [test], ["ima-no-dcm", "ima-no-csca", "ima"], "T2",
                                                 ref)
+        _figure_to_docs("sim-PD-radial2d-8x", "ima_sim_radial2d_8x")
         atomic_write_json(results_dir / "ima.json", {"held_out_simulated": res, "table": _table(res),
                                                          "pivot": _pivot(res), "paired": _paired_pivot(res)})
         print(_pivot(res) + "\n\n" + _paired_pivot(res))
@@ -261,6 +276,7 @@ def evaluate(which: str) -> None:
                                           list(MAIN_METHODS), "T2", "T1"),
                    "CDLMRI T2/FLAIR": _bench("cdlmri-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
                                              list(MAIN_METHODS), "T2", "FLAIR")}
+            _figure_to_docs("cdlmri-radial2d-8x", "ima_cdlmri_radial2d_8x")
             atomic_write_json(results_dir / "ima_cdlmri.json",
                               {"cdlmri": res, "table": _table(res), "pivot": _pivot(res), "paired": _paired_pivot(res)})
             print(_pivot(res) + "\n\n" + _paired_pivot(res))
@@ -288,6 +304,29 @@ def evaluate(which: str) -> None:
                           {"dcm_kernels": res, "table": _table(res), "pivot": _pivot(res),
                            "paired": _paired_pivot(res)})
         print(_pivot(res) + "\n\n" + _paired_pivot(res))
+
+
+def dcm_schedules(size: int = 256, stages: int = 12) -> None:
+    """The known fraction n_1/N of the DCM mask at every stage (eqs. 16-17) for the evaluation masks and the three
+    kernels: how much of k-space each stage may *not* change (eq. 18 keeps it at the previous estimate)."""
+    from mrrecon.methods.ima.dcm import dcm_schedule, full_mask
+    from mrrecon.physics.masks import make_mask
+    from mrrecon.utils.io import atomic_write_json
+
+    rows = []
+    for kind, accel in (("random1d", 4.0), ("random1d", 8.0), ("radial2d", 4.0), ("radial2d", 8.0)):
+        mask0 = full_mask(make_mask(kind, (size, size), accel, seed=0).mask, (size, size))
+        for kernel in (1, 2, 3):
+            fractions = [float(m.mean()) for m in dcm_schedule(mask0, stages, kernel=kernel)]
+            rows.append({"mask": kind, "accel": accel, "kernel": kernel, "known_fraction": fractions})
+    head = "| mask | kernel | " + " | ".join(f"t={t}" for t in range(stages)) + " |"
+    table = "\n".join([head, "|---" * (stages + 2) + "|"] + [
+        f"| {r['mask']} {r['accel']:g}x | {r['kernel']} | " + " | ".join(f"{f:.2f}" for f in r["known_fraction"])
+        + " |" for r in rows])
+    atomic_write_json(REPO / "benchmarks" / "results" / "ima_dcm_schedule.json",
+                      {"command": "python benchmarks/ima.py dcm", "size": size, "stages": stages, "rows": rows,
+                       "table": table})
+    print(table)
 
 
 def cards() -> None:
