@@ -29,6 +29,10 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
 ``cards``
     Appends the held-out tables to ``weights/<variant>-small/README.md``.
 
+``step-time [--threads 2]``
+    Seconds per training step of configs/ima-small.yaml and configs/ima-paper.yaml on this machine and the
+    projected time of each config's step budget (``benchmarks/results/ima_step_time.json``).
+
 ``dcm``
     The known fraction n_1/N of the DCM mask at each of the 12 stages for the evaluation masks (256 x 256, seed 0)
     and the three kernels, into ``benchmarks/results/ima_dcm_schedule.json``.
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--which", default="all")
     sub.add_parser("cards")
     sub.add_parser("dcm", help="known fraction of the DCM mask per stage (no training)")
-    for q in (t, s):
+    st = sub.add_parser("step-time", help="seconds per training step of the small and paper configs")
+    for q in (t, s, st):
         q.add_argument("--threads", type=int, default=1, help="torch threads of each training")
     args = p.parse_args(argv)
     if args.cmd == "prepare":
@@ -148,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         cards()
     elif args.cmd == "dcm":
         dcm_schedules()
+    elif args.cmd == "step-time":
+        step_time(threads=args.threads)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -327,6 +334,48 @@ def dcm_schedules(size: int = 256, stages: int = 12) -> None:
                       {"command": "python benchmarks/ima.py dcm", "size": size, "stages": stages, "rows": rows,
                        "table": table})
     print(table)
+
+
+def step_time(steps: int = 4, threads: int = 2) -> None:
+    """Seconds per training step (forward, eq. 25 loss, backward, Adam) of configs/ima-small.yaml (128 x 128 crop)
+    and configs/ima-paper.yaml (256 x 256), batch 1, on this machine; the first step is a warm-up and not
+    counted. Writes benchmarks/results/ima_step_time.json with the projected time of each config's budget."""
+    import time
+
+    import torch
+    import yaml
+
+    from mrrecon.data.datasets import Batch
+    from mrrecon.methods.pretrained import model_class
+    from mrrecon.utils.io import atomic_write_json
+
+    torch.set_num_threads(threads)
+    rows = []
+    for config, size in (("configs/ima-small.yaml", 128), ("configs/ima-paper.yaml", 256)):
+        cfg = yaml.safe_load((REPO / config).read_text())
+        model = model_class("ima").from_config(cfg["model"]["params"])
+        gen = torch.Generator().manual_seed(0)
+        mask = (torch.rand(1, 1, 1, size, generator=gen) < 0.25).float()
+        kspace = torch.randn(1, 1, size, size, dtype=torch.complex64, generator=gen) * mask
+        batch = Batch(kspace=kspace, mask=mask, target=torch.rand(1, size, size, generator=gen),
+                      reference=torch.rand(1, size, size, generator=gen))
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        seconds = []
+        for _ in range(steps + 1):
+            start = time.perf_counter()
+            model.training_loss(batch, torch.nn.functional.l1_loss)["loss"].backward()
+            opt.step()
+            opt.zero_grad()
+            seconds.append(time.perf_counter() - start)
+        per_step = float(sorted(seconds[1:])[len(seconds[1:]) // 2])  # median after the warm-up
+        budget = int(cfg["train"]["max_steps"])
+        rows.append({"config": config, "size": size, "parameters": sum(q.numel() for q in model.parameters()),
+                     "seconds_per_step": per_step, "max_steps": budget, "projected_hours": per_step * budget / 3600})
+        print(f"{config}: {per_step:.2f} s/step at {size}x{size}, {threads} threads -> {budget} steps = "
+              f"{per_step * budget / 3600:.1f} h", flush=True)
+    atomic_write_json(REPO / "benchmarks" / "results" / "ima_step_time.json",
+                      {"command": f"python benchmarks/ima.py step-time --threads {threads}", "threads": threads,
+                       "rows": rows})
 
 
 def cards() -> None:
