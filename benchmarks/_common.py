@@ -69,7 +69,7 @@ def slim_results(res: dict, command: str, *, data_root: str | os.PathLike, **ext
     """A benchmark's results.json without the per-slice rows, file paths relative to ``data_root``: what
     benchmarks/results/*.json keep."""
     keep = {k: res[k] for k in ("schema_version", "environment", "config", "elapsed_seconds", "methods", "summary",
-                                "volumes", "skipped", "errors") if k in res}
+                                "volumes", "skipped", "errors")}
     if res.get("paired"):
         keep["paired"] = res["paired"]
     return {**_relative_files(keep, os.path.realpath(data_root)), "command": command, "data_root": "(data root)",

@@ -243,11 +243,21 @@ def _table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _figure_to_docs(run: str, name: str) -> None:
-    """Copy the first figure grid of a benchmark run (runs/ima-bench/<run>) to docs/img/<name>.png."""
-    src = REPO / "runs" / "ima-bench" / run / f"figure_00_{run.rsplit('-', 2)[-2]}_{run.rsplit('-', 1)[-1]}.png"
+def _figure_to_docs(run: str, setting: tuple[str, float], name: str) -> None:
+    """Copy the first figure grid of the benchmark run runs/ima-bench/<run>-<mask>-<accel>x to docs/img/<name>.png."""
+    mask, accel = setting
+    src = REPO / "runs" / "ima-bench" / f"{run}-{mask}-{accel:g}x" / f"figure_00_{mask}_{accel:g}x.png"
     if src.is_file():
         shutil.copyfile(src, REPO / "docs" / "img" / f"{name}.png")
+
+
+def _save(file: str, key: str, res: dict[str, dict]) -> None:
+    """Write benchmarks/results/<file> (results under ``key`` + the rendered tables) and print the tables."""
+    from mrrecon.utils.io import atomic_write_json
+
+    atomic_write_json(REPO / "benchmarks" / "results" / file,
+                      {key: res, "table": _table(res), "pivot": _pivot(res), "paired": _paired_pivot(res)})
+    print(_pivot(res) + "\n\n" + _paired_pivot(res))
 
 
 def _cdlmri_t1(shared: Path) -> list[str]:
@@ -257,12 +267,9 @@ def _cdlmri_t1(shared: Path) -> list[str]:
 
 
 def evaluate(which: str) -> None:
-    from mrrecon.utils.io import atomic_write_json
-
     sys.path.insert(0, str(REPO / "benchmarks"))
     test = str(SIM / "test")
     shared = shared_data()
-    results_dir = REPO / "benchmarks" / "results"
     todo = {"sim", "cdlmri", "sweep", "kernels"} if which == "all" else set(which.split(","))
     if "sim" in todo:
         res = {"simulated T2/PD": _bench("sim-PD", [test], list(MAIN_METHODS), "T2", "PD")}
@@ -270,10 +277,8 @@ def evaluate(which: str) -> None:
         for ref in ("FLAIR", "T1"):
             res[f"simulated T2/{ref}"] = _bench(f"sim-{ref}", [test], ["ima-no-dcm", "ima-no-csca", "ima"], "T2",
                                                 ref)
-        _figure_to_docs("sim-PD-radial2d-8x", "ima_sim_radial2d_8x")
-        atomic_write_json(results_dir / "ima.json", {"held_out_simulated": res, "table": _table(res),
-                                                         "pivot": _pivot(res), "paired": _paired_pivot(res)})
-        print(_pivot(res) + "\n\n" + _paired_pivot(res))
+        _figure_to_docs("sim-PD", ("radial2d", 8.0), "ima_sim_radial2d_8x")
+        _save("ima.json", "held_out_simulated", res)
     if "cdlmri" in todo:
         if shared is None:
             print("no shared data folder: skipping the CDLMRI T1/T2 brains")
@@ -283,10 +288,8 @@ def evaluate(which: str) -> None:
                                           list(MAIN_METHODS), "T2", "T1"),
                    "CDLMRI T2/FLAIR": _bench("cdlmri-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
                                              list(MAIN_METHODS), "T2", "FLAIR")}
-            _figure_to_docs("cdlmri-radial2d-8x", "ima_cdlmri_radial2d_8x")
-            atomic_write_json(results_dir / "ima_cdlmri.json",
-                              {"cdlmri": res, "table": _table(res), "pivot": _pivot(res), "paired": _paired_pivot(res)})
-            print(_pivot(res) + "\n\n" + _paired_pivot(res))
+            _figure_to_docs("cdlmri", ("radial2d", 8.0), "ima_cdlmri_radial2d_8x")
+            _save("ima_cdlmri.json", "cdlmri", res)
     if "sweep" in todo:
         methods = [f"ima:weights=runs/ima-sweep/ima-t{t}/final" for t in SWEEP_STAGES
                    if (REPO / "runs" / "ima-sweep" / f"ima-t{t}" / "final").is_dir()]
@@ -294,10 +297,7 @@ def evaluate(which: str) -> None:
         res = {"simulated T2/PD": _bench("sweep-sim", [test], methods, "T2", "PD", compare_to=t12)}
         if shared is not None:
             res["CDLMRI T2/T1"] = _bench("sweep-cdlmri", _cdlmri_t1(shared), methods, "T2", "T1", compare_to=t12)
-        atomic_write_json(results_dir / "ima_sweep.json",
-                          {"stage_sweep": res, "table": _table(res), "pivot": _pivot(res),
-                           "paired": _paired_pivot(res)})
-        print(_pivot(res) + "\n\n" + _paired_pivot(res))
+        _save("ima_sweep.json", "stage_sweep", res)
 
 
     if "kernels" in todo:  # Table 2b analogue: the three DCM kernels of Fig. 4
@@ -307,10 +307,7 @@ def evaluate(which: str) -> None:
         if shared is not None:
             res["CDLMRI T2/T1"] = _bench("kernels-cdlmri", _cdlmri_t1(shared), methods, "T2", "T1",
                                          compare_to=methods[0])
-        atomic_write_json(results_dir / "ima_kernels.json",
-                          {"dcm_kernels": res, "table": _table(res), "pivot": _pivot(res),
-                           "paired": _paired_pivot(res)})
-        print(_pivot(res) + "\n\n" + _paired_pivot(res))
+        _save("ima_kernels.json", "dcm_kernels", res)
 
 
 def dcm_schedules(size: int = 256, stages: int = 12) -> None:

@@ -484,9 +484,9 @@ class PairedSliceDataset(SliceDataset):
         super().__init__([p.target for p in pairs], skip_bad_files=False, **options)
         self.reference_sources = []
         kept_sources, kept_pairs = [], []
+        ref_options = reference_options if reference_options is not None else options.get("source_options")
         for pair, src in zip(pairs, self.sources, strict=True):
             try:
-                ref_options = reference_options if reference_options is not None else options.get("source_options")
                 ref = _open_slices(pair.reference, **(ref_options or {}))
                 if ref.num_slices != src.num_slices:
                     raise DataError(f"{ref.num_slices} slices, but target {pair.target} has {src.num_slices}",

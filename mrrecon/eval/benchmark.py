@@ -61,7 +61,7 @@ from mrrecon.data.formats import SUPPORTED_SUFFIXES
 from mrrecon.data.paired import find_pairs
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, DataError, MRReconError
-from mrrecon.eval.paired import PAIRED_UNITS, paired_differences
+from mrrecon.eval.paired import check_paired_unit, paired_differences
 from mrrecon.eval.runner import VolumeResult, score_volume, summarise
 from mrrecon.methods.base import MethodInfo, available, get_info, load, parse_method_spec
 from mrrecon.methods.weights import shipped_weights
@@ -379,8 +379,7 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
     specs, more_skips = select_methods(cfg.methods)
     if cfg.compare_to is not None and cfg.compare_to not in specs:  # before anything is written to ``out``
         raise ConfigError(f"--compare-to {cfg.compare_to!r} is not one of the benchmark's methods: {', '.join(specs)}")
-    if cfg.paired_unit not in PAIRED_UNITS:
-        raise ConfigError(f"paired unit must be one of {PAIRED_UNITS}; got {cfg.paired_unit!r}")
+    check_paired_unit(cfg.paired_unit)
     run = BenchmarkRun(out, cfg)
     run.perceptual = PerceptualMetrics.from_folder(cfg.feature_weights, device=cfg.device, seed=cfg.seed)
     echo(run.perceptual.describe())

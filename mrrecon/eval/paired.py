@@ -25,7 +25,8 @@ from scipy import stats
 from mrrecon.errors import ConfigError
 from mrrecon.eval.runner import VolumeResult
 
-__all__ = ["PAIRED_UNITS", "paired_differences", "paired_table_markdown", "summarise_differences"]
+__all__ = ["PAIRED_UNITS", "check_paired_unit", "paired_differences", "paired_table", "paired_table_markdown",
+           "summarise_differences"]
 
 PAIRED_UNITS = ("volume", "slice")
 
@@ -45,6 +46,12 @@ def summarise_differences(diffs: Sequence[float]) -> dict:
     return out
 
 
+def check_paired_unit(unit: str) -> None:
+    """A ConfigError unless ``unit`` is one of PAIRED_UNITS (the benchmark checks it before writing anything)."""
+    if unit not in PAIRED_UNITS:
+        raise ConfigError(f"paired unit must be one of {PAIRED_UNITS}; got {unit!r}")
+
+
 def _unit_values(v: VolumeResult, metric: str, unit: str) -> dict[tuple, float]:
     if unit == "volume":
         return {(v.file,): float(getattr(v, metric))}
@@ -56,8 +63,7 @@ def paired_differences(volumes: Iterable[VolumeResult], reference: str, *, metri
     """One row per (data, mask, accel, method != reference, metric): ``method - reference`` statistics.
 
     Only units that both methods scored (no error, finite metric) are paired; ``n`` says how many."""
-    if unit not in PAIRED_UNITS:
-        raise ConfigError(f"paired unit must be one of {PAIRED_UNITS}; got {unit!r}")
+    check_paired_unit(unit)
     if set(metrics) - {"psnr", "ssim"}:  # wins = higher is better
         raise ConfigError(f"paired metrics are psnr and ssim; got {list(metrics)}")
     groups: dict[tuple, dict[str, list[VolumeResult]]] = {}
@@ -85,18 +91,26 @@ def _num(x: float, nd: int) -> str:
     return f"{x:+.{nd}f}" if math.isfinite(x) else "–"
 
 
-def paired_table_markdown(rows: Sequence[dict]) -> str:
-    """Markdown table of ``paired_differences`` rows (PSNR in dB to 2 decimals, SSIM to 4)."""
-    if not rows:
-        return ""
+def paired_table(rows: Sequence[dict]) -> tuple[str, list[str], list[list[str]]]:
+    """Caption, header and cells of the table of ``paired_differences`` rows (PSNR in dB to 2 decimals, SSIM to 4);
+    the markdown and HTML reports both render it."""
     ref, unit = rows[0]["reference"], rows[0]["unit"]
-    lines = [f"Paired differences, method − `{ref}`, per {unit} (mean [95 % CI], Wilcoxon signed-rank p, wins/n):",
-             "", "| method | mask | accel | metric | mean diff | 95 % CI | p | wins/n |",
-             "|---|---|---|---|---|---|---|---|"]
+    caption = f"Paired differences, method − `{ref}`, per {unit} (mean [95 % CI], Wilcoxon signed-rank p, wins/n):"
+    header = ["method", "mask", "accel", "metric", "mean diff", "95 % CI", "p", "wins/n"]
+    cells = []
     for r in rows:
         nd = 2 if r["metric"] == "psnr" else 4
         lo, hi = r["ci95"]
         p = f"{r['p_wilcoxon']:.3g}" if math.isfinite(r["p_wilcoxon"]) else "–"
-        lines.append(f"| {r['method']} | {r['mask']} | {r['accel']:g}x | {r['metric']} | {_num(r['mean'], nd)} | "
-                     f"[{_num(lo, nd)}, {_num(hi, nd)}] | {p} | {r['wins']}/{r['n']} |")
-    return "\n".join(lines)
+        cells.append([r["method"], r["mask"], f"{r['accel']:g}x", r["metric"], _num(r["mean"], nd),
+                      f"[{_num(lo, nd)}, {_num(hi, nd)}]", p, f"{r['wins']}/{r['n']}"])
+    return caption, header, cells
+
+
+def paired_table_markdown(rows: Sequence[dict]) -> str:
+    """Markdown of :func:`paired_table` ("" without rows)."""
+    if not rows:
+        return ""
+    caption, header, cells = paired_table(rows)
+    lines = [caption, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])

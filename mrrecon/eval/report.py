@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrrecon.eval.paired import paired_table_markdown
+from mrrecon.eval.paired import paired_table, paired_table_markdown
 from mrrecon.utils.io import atomic_write_bytes, atomic_write_text
 
 # column key, header, digits, better ('max' | 'min' | None)
@@ -240,15 +240,11 @@ def _html_table(rows: Sequence[dict]) -> str:
 
 
 def _html_paired(rows: Sequence[dict]) -> str:
-    """The paired-differences table (mrrecon.eval.paired) as HTML, from its markdown rows."""
-    lines = paired_table_markdown(rows).splitlines()
-    caption, head, body = lines[0], lines[2], lines[4:]
-
-    def cells(line: str, tag: str) -> str:
-        return "".join(f"<{tag}>{html.escape(c.strip().strip('`'))}</{tag}>" for c in line.strip("|").split("|"))
-
-    return (f"<p>{html.escape(caption)}</p><table><tr>{cells(head, 'th')}</tr>"
-            + "".join(f"<tr>{cells(b, 'td')}</tr>" for b in body) + "</table>")
+    """The paired-differences table (mrrecon.eval.paired.paired_table) as HTML."""
+    caption, header, cells = paired_table(rows)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
+    return f"<p>{html.escape(caption)}</p><table><tr>{head}</tr>{body}</table>"
 
 
 def _img_tag(png: bytes, alt: str) -> str:
