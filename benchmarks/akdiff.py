@@ -109,9 +109,9 @@ def diagnostics(checkpoint: str = "akdiff-small") -> dict:
     """Loss ratio per t and PC sampling with exact / identity / trained h on one held-out slice (see docstring)."""
     import time
 
+    from mrrecon.core.pretrained import from_pretrained
     from mrrecon.data.datasets import samples_from_file
     from mrrecon.methods.akdiff import AKDiffusionModel, PCSampler, complex_noise
-    from mrrecon.methods.pretrained import from_pretrained
     from mrrecon.metrics import psnr, ssim
     from mrrecon.physics.coils import rss
     from mrrecon.physics.fft import ifft2c

@@ -342,8 +342,8 @@ def step_time(steps: int = 4, threads: int = 2) -> None:
     import torch
     import yaml
 
-    from mrrecon.data.datasets import Batch
-    from mrrecon.methods.pretrained import model_class
+    from mrrecon.core.pretrained import model_class
+    from mrrecon.data.sample import Batch
     from mrrecon.utils.io import atomic_write_json
 
     torch.set_num_threads(threads)

@@ -34,8 +34,8 @@ SHARED_NAMES = ("brain1.npy", "brain2.npy", "knee1.npy", "knee2.npy")
 
 
 def methods(steps: int, with_ssdm: bool) -> list[str]:
+    from mrrecon.core.weights import shipped_weights, weights_dir
     from mrrecon.methods import available
-    from mrrecon.methods.weights import shipped_weights, weights_dir
 
     out = ["zero-filled", "ldpm-sketcher"] + [f"{m}:steps={steps}" for m in
                                                 ("ldpm", "ldpm-no-skm", "ldpm-no-mrvae", "ldpm-no-dss")]
@@ -68,10 +68,10 @@ def vae_table(args, work: Path) -> None:
     """Fig. 3 analogue: D(E(x)) of the MR-VAE vs the non-MRI VAE on magnitude targets (max-normalised)."""
     import numpy as np
 
+    from mrrecon.core.pretrained import resolve_pretrained
     from mrrecon.data.datasets import SliceDataset
     from mrrecon.methods.ldpm.pipeline import SUBFOLDERS, load_vae
     from mrrecon.methods.ldpm.sampler import crop_to, pad_to
-    from mrrecon.methods.pretrained import resolve_pretrained
     from mrrecon.metrics import psnr, ssim
 
     root = resolve_pretrained("ldpm-small")

@@ -11,7 +11,7 @@ Three groups of cases, every mask ``random1d`` at 4x and 8x (fastMRI centre frac
   brains, k-space = fft2c of the coil images), the same cases as benchmarks/classical.py.
 
 Every method gets the identical Sample (normalised by the zero-filled peak, ``meta.scale`` undone before
-scoring) and is scored by ``mrrecon.eval.runner.score_volume`` (fastMRI convention: PSNR over the volume
+scoring) and is scored by ``mrrecon.core.runner.score_volume`` (fastMRI convention: PSNR over the volume
 with the target volume's max as data range, SSIM 7x7 per slice). cg-sense estimates ESPIRiT maps itself.
 
 Usage:
@@ -42,12 +42,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _common import environment, shared_data_dir  # noqa: E402
 
+from mrrecon.core.reconstructor import load  # noqa: E402
+from mrrecon.core.runner import score_volume  # noqa: E402
 from mrrecon.data.datasets import derive_seed, make_slice_sample, samples_from_file  # noqa: E402
 from mrrecon.data.sample import SampleMeta  # noqa: E402
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
-from mrrecon.eval.runner import score_volume  # noqa: E402
 from mrrecon.methods import unet, varnet  # noqa: E402,F401  (registers the learned methods)
-from mrrecon.methods.base import load  # noqa: E402
 from mrrecon.physics.masks import make_mask  # noqa: E402
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 

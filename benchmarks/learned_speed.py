@@ -47,7 +47,7 @@ COILS = (1, 15)
 def _model(name: str):
     import yaml
 
-    from mrrecon.methods.pretrained import from_pretrained, model_class
+    from mrrecon.core.pretrained import from_pretrained, model_class
 
     if name.endswith("-small"):
         return from_pretrained(name)
@@ -99,7 +99,7 @@ def _case(args: tuple) -> dict:
     import torch
 
     import mrrecon  # noqa: F401
-    from mrrecon.methods.pretrained import LearnedReconstructor
+    from mrrecon.core.pretrained import LearnedReconstructor
 
     torch.set_num_threads(threads)
     model = _model(name)

@@ -159,9 +159,9 @@ def part_uncertainty(args, work: Path) -> dict:
 
 @torch.no_grad()
 def part_noise_levels(args, work: Path) -> dict:
-    from mrrecon.data.datasets import collate_samples
+    from mrrecon.core.pretrained import from_pretrained
+    from mrrecon.data.sample import collate_samples
     from mrrecon.diffusion.schedules import x0_from_v
-    from mrrecon.methods.pretrained import from_pretrained
     from mrrecon.methods.ssdm.registration import find_stages
 
     files = simulate_dataset(work / "sim-data", subjects=args.subjects, size=256, coils=8,

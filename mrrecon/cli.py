@@ -81,9 +81,9 @@ def reconstruct(method_spec, inputs, out, mask_kind, accel, center_fraction, see
 
     import torch
 
+    from mrrecon.core.runner import reconstruct_volume
     from mrrecon.data.datasets import samples_from_file
     from mrrecon.data.fastmri import center_crop, clamp_crop_size, write_reconstruction
-    from mrrecon.eval.runner import reconstruct_volume
     from mrrecon.methods import load
 
     method = load(method_spec, checkpoint=checkpoint, device=device)
@@ -156,8 +156,8 @@ def evaluate(target_dir, pred_dir, json_out, target_key, convention):
 @click.argument("names", nargs=-1)
 def methods_cmd(details, names):
     """List registered methods (all, or only NAMES) and the shipped weights."""
+    from mrrecon.core.weights import shipped_weights
     from mrrecon.methods import available, get_info
-    from mrrecon.methods.weights import shipped_weights
 
     weights = shipped_weights()
     listed = {n: get_info(n) for n in names} if names else available()

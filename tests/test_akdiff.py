@@ -191,7 +191,7 @@ def test_score_matching_loss_is_zero_for_the_exact_h():
 
 
 def test_training_loss_needs_full_kspace_and_backpropagates():
-    from mrrecon.data.datasets import Batch
+    from mrrecon.data.sample import Batch
 
     torch.manual_seed(0)
     model = AKDiffusionModel({**TINY, "calib_size": 12})
@@ -288,7 +288,7 @@ def test_pc_sampling_with_the_exact_h_recovers_the_kspace(correction, subspace):
 
 
 def test_pretrained_roundtrip(tmp_path):
-    from mrrecon.methods.pretrained import from_pretrained
+    from mrrecon.core.pretrained import from_pretrained
 
     torch.manual_seed(0)
     model = AKDiffusionModel(TINY)
@@ -319,10 +319,10 @@ def test_registry_options():
 
 @pytest.mark.slow
 def test_shipped_weights_beat_zero_filled_on_held_out_slice():
+    from mrrecon.core.weights import weights_dir
     from mrrecon.data.datasets import make_slice_sample
     from mrrecon.data.simulate import simulate_subject
     from mrrecon.methods import load
-    from mrrecon.methods.weights import weights_dir
     from mrrecon.metrics import psnr
 
     if not (weights_dir() / "akdiff-small" / "model.safetensors").is_file():

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 import mrrecon.eval.benchmark as bm
 from mrrecon.cli import main
+from mrrecon.core.reconstructor import MethodInfo
 from mrrecon.data.simulate import simulate_dataset
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, collect_data, incompatibility, run_benchmark
 from mrrecon.eval.report import write_reports
-from mrrecon.methods.base import MethodInfo
 
 
 @pytest.fixture(scope="module")

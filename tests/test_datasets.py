@@ -13,7 +13,6 @@ from mrrecon.data.datasets import (
     PairedSliceDataset,
     SliceDataset,
     central_slices,
-    collate_samples,
     derive_seed,
     samples_from_file,
     undersample,
@@ -21,6 +20,7 @@ from mrrecon.data.datasets import (
 from mrrecon.data.fastmri import FastMRIFile, center_crop, write_fastmri_h5
 from mrrecon.data.formats import write_array
 from mrrecon.data.paired import find_pairs, parse_contrast_name
+from mrrecon.data.sample import collate_samples
 from mrrecon.errors import DataError, ShapeError
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import fft2c, ifft2c

@@ -162,7 +162,7 @@ def test_model_output_keeps_measurements_and_loss_is_eq25():
     m = mask.expand_as(k_out)
     assert torch.allclose(k_out[m], kspace[m], atol=1e-5)
 
-    from mrrecon.data.datasets import Batch
+    from mrrecon.data.sample import Batch
 
     batch = Batch(kspace=kspace, mask=mask, target=image.abs(), reference=reference)
     losses = model.training_loss(batch, torch.nn.functional.l1_loss)
@@ -205,8 +205,8 @@ def test_same_seed_same_model_and_save_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(a(kspace, mask, reference), b(kspace, mask, reference))
     a.save_pretrained(tmp_path / "ima")
+    from mrrecon.core.pretrained import from_pretrained
     from mrrecon.methods import load
-    from mrrecon.methods.pretrained import from_pretrained
 
     c = from_pretrained(tmp_path / "ima", expected_type="ima")
     with torch.no_grad():
@@ -263,9 +263,9 @@ def test_complexity_counts_macs_of_convolutions():
 
 @pytest.mark.slow
 def test_shipped_ima_beats_zero_filled_on_held_out_pair():
+    from mrrecon.core.weights import shipped_weights
     from mrrecon.data.simulate import simulate_subject
     from mrrecon.methods import load
-    from mrrecon.methods.weights import shipped_weights
     from mrrecon.metrics import psnr
 
     if not {"ima-small", "ima-single-small"} <= set(shipped_weights()):

@@ -269,7 +269,7 @@ def test_registered_methods_reconstruct_reproducibly(tmp_path):
 
 
 def test_single_coil_conversion_matches_paper_protocol():
-    from mrrecon.data.datasets import Batch
+    from mrrecon.data.sample import Batch
     from mrrecon.methods.ldpm.train import to_single_coil
 
     x = torch.stack([_phantom(16, 1), _phantom(16, 2)])
@@ -294,10 +294,10 @@ def test_procedural_images_seeded():
 def test_shipped_weights_dss_and_mrvae_help_on_held_out_slice():
     """The shipped small weights: DSS beats plain sampling and the MR-VAE beats the non-MRI VAE (Table II / Fig. 3
     directions). (At this scale ldpm does not beat zero-filled: the small VAE is the ceiling, see docs/ldpm.md.)"""
+    from mrrecon.core.pretrained import resolve_pretrained
     from mrrecon.methods import load
     from mrrecon.methods.ldpm.pipeline import SUBFOLDERS, load_vae
     from mrrecon.methods.ldpm.train import load_config, validation_batches
-    from mrrecon.methods.pretrained import resolve_pretrained
     from mrrecon.metrics import psnr
 
     cfg = load_config("configs/ldpm-small.yaml")

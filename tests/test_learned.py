@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import mrrecon.methods as methods
-from mrrecon.data.datasets import collate_samples, make_slice_sample
-from mrrecon.data.sample import SampleMeta
+from mrrecon.core.pretrained import from_pretrained, model_class, save_pretrained
+from mrrecon.core.weights import weights_dir
+from mrrecon.data.datasets import make_slice_sample
+from mrrecon.data.sample import SampleMeta, collate_samples
 from mrrecon.data.simulate import simulate_subject
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods import unet as unet_module  # noqa: F401  (registers "unet")
 from mrrecon.methods import varnet as varnet_module  # noqa: F401  (registers "varnet")
-from mrrecon.methods.pretrained import from_pretrained, model_class, save_pretrained
 from mrrecon.methods.unet import UnetModel, zero_filled_magnitude
 from mrrecon.methods.varnet import VarNetCascade, VarNetModel, acs_mask
-from mrrecon.methods.weights import weights_dir
 from mrrecon.metrics.image import compute_metrics, ssim
 from mrrecon.nn.losses import ssim_loss
 from mrrecon.nn.unet import NormUnet, Unet

@@ -10,11 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from mrrecon.cli import main
+from mrrecon.core.runner import SliceResult, VolumeResult
 from mrrecon.data.simulate import simulate_dataset
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, run_benchmark
 from mrrecon.eval.paired import paired_differences, summarise_differences
-from mrrecon.eval.runner import SliceResult, VolumeResult
 
 
 def test_summary_of_differences_matches_hand_values():

@@ -8,14 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from mrrecon.data.datasets import Batch
-from mrrecon.data.sample import Sample, SampleMeta
+from mrrecon.core.pretrained import from_pretrained, save_pretrained
+from mrrecon.data.sample import Batch, Sample, SampleMeta
 from mrrecon.diffusion.schedules import eps_from_v, v_target, x0_from_v
 from mrrecon.errors import ConfigError, ShapeError
-from mrrecon.methods.pretrained import from_pretrained, save_pretrained
 from mrrecon.methods.ssdm.distill import distillation_loss, distillation_targets
-from mrrecon.methods.ssdm.model import SSDMModel, from_channels, to_channels
-from mrrecon.methods.ssdm.network import SSDMUNet
+from mrrecon.methods.ssdm.model import SSDMModel
+from mrrecon.methods.ssdm.network import SSDMUNet, from_channels, to_channels
 from mrrecon.methods.ssdm.sampler import reconstruct_kspace, sample_x0
 from mrrecon.nn.attention import SelfAttention2d
 from mrrecon.physics.fft import fft2c, ifft2c

@@ -15,8 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from mrrecon.core.pretrained import model_class
 from mrrecon.errors import ConfigError
-from mrrecon.methods.pretrained import model_class
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
 from mrrecon.train import checkpoint as ckpt

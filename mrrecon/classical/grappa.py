@@ -39,9 +39,9 @@ from mrrecon.classical.kspace_patches import (
     ridge_solve,
     tikhonov_lambda,
 )
+from mrrecon.core.reconstructor import KSpaceReconstructor, MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import KSpaceReconstructor, MethodInfo, register
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_LAM", "DEFAULT_MAX_SOURCES", "Grappa", "grappa"]
 

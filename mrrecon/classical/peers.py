@@ -34,9 +34,9 @@ from mrrecon.classical.sense import (
     SenseProblem,
     prepare_problem,
 )
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, MRReconError
-from mrrecon.methods.base import MethodInfo, register
 
 __all__ = ["BartPics", "SigpyL1Wavelet", "bart_available", "find_bart", "sigpy_available"]
 

@@ -37,9 +37,9 @@ from functools import lru_cache
 import torch
 
 from mrrecon.classical.wavelets import WaveletTransform, dwt2, idwt2
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.methods.base import MethodInfo, register
 from mrrecon.physics.consistency import batch_dot, batch_view, conjugate_gradient
 from mrrecon.physics.operators import sense_or_single_coil
 

@@ -45,9 +45,9 @@ from mrrecon.classical.kspace_patches import (
     resolve_acs,
     solve_unmeasured,
 )
+from mrrecon.core.reconstructor import KSpaceReconstructor, MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import KSpaceReconstructor, MethodInfo, register
 from mrrecon.physics.consistency import conjugate_gradient, hard_dc
 from mrrecon.physics.operators import real_mask
 

@@ -38,9 +38,9 @@ from mrrecon.classical.kspace_patches import (
     solve_unmeasured,
     tikhonov_lambda,
 )
+from mrrecon.core.reconstructor import KSpaceReconstructor, MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import KSpaceReconstructor, MethodInfo, register
 
 __all__ = [
     "DEFAULT_ITERS", "DEFAULT_KERNEL", "DEFAULT_LAM", "DEFAULT_REG", "DEFAULT_TOL",

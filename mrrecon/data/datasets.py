@@ -24,7 +24,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -533,71 +533,6 @@ class PairedSliceDataset(SliceDataset):
         sample.meta.extra.update(reference_file=str(self.pairs[i].reference), reference_scale=ref_scale,
                                  subject=self.pairs[i].subject)
         return sample.validate()
-
-
-# --------------------------------------------------------------------------------------------------
-# Batching
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Batch:
-    """Stacked Samples: kspace (B, C, H, W); mask (B, 1, 1, W) or (B, 1, H, W); target/reference (B, H, W);
-    coil_maps (B, C, H, W); ``scale`` (B,) float32 from the metas (physical image = image * scale)."""
-
-    kspace: torch.Tensor
-    mask: torch.Tensor
-    target: torch.Tensor | None = None
-    coil_maps: torch.Tensor | None = None
-    reference: torch.Tensor | None = None
-    meta: list[SampleMeta] = field(default_factory=list)
-
-    @property
-    def scale(self) -> torch.Tensor:
-        return torch.tensor([m.scale for m in self.meta], dtype=torch.float32, device=self.kspace.device)
-
-    def __len__(self) -> int:
-        return int(self.kspace.shape[0])
-
-    def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return replace(self, kspace=move(self.kspace), mask=move(self.mask), target=move(self.target),
-                       coil_maps=move(self.coil_maps), reference=move(self.reference))
-
-    def sample(self, i: int) -> Sample:
-        pick = lambda t: None if t is None else t[i]  # noqa: E731
-        return Sample(kspace=self.kspace[i], mask=self.mask[i], target=pick(self.target),
-                      coil_maps=pick(self.coil_maps), reference=pick(self.reference), meta=self.meta[i])
-
-
-def _stack_optional(samples: list[Sample], name: str) -> torch.Tensor | None:
-    values = [getattr(s, name) for s in samples]
-    if all(v is None for v in values):
-        return None
-    if any(v is None for v in values):
-        missing = [s.meta.file for s, v in zip(samples, values, strict=True) if v is None][:3]
-        raise DataError(f"cannot batch: some samples have no {name} (e.g. {missing})")
-    return torch.stack(values)
-
-
-def collate_samples(samples: list[Sample]) -> Batch:
-    """Stack Samples into a :class:`Batch` (use as ``DataLoader(..., collate_fn=collate_samples)``).
-
-    All samples must share (C, H, W); masks of mixed forms are expanded to (1, H, W).
-    """
-    if not samples:
-        raise DataError("cannot batch an empty list of samples")
-    shapes = {tuple(s.kspace.shape) for s in samples}
-    if len(shapes) > 1:
-        raise ShapeError(f"cannot batch k-space of different shapes {sorted(shapes)}; use crop=(h, w) or "
-                         "batch_size=1")
-    masks = [s.mask for s in samples]
-    if len({tuple(m.shape) for m in masks}) > 1:
-        H, W = samples[0].shape
-        masks = [m.expand(1, H, W) for m in masks]
-    if len({m.dtype for m in masks}) > 1:
-        masks = [m.to(torch.float32) for m in masks]
-    return Batch(kspace=torch.stack([s.kspace for s in samples]), mask=torch.stack(masks),
-                 target=_stack_optional(samples, "target"), coil_maps=_stack_optional(samples, "coil_maps"),
-                 reference=_stack_optional(samples, "reference"), meta=[s.meta for s in samples])
 
 
 # --------------------------------------------------------------------------------------------------

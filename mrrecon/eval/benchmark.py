@@ -56,15 +56,15 @@ from typing import Any
 import torch
 import yaml
 
+from mrrecon.core.reconstructor import MethodInfo, available, get_info, load, parse_method_spec
+from mrrecon.core.runner import VolumeResult, score_volume, summarise
+from mrrecon.core.weights import shipped_weights
 from mrrecon.data.datasets import PairedSliceDataset, samples_from_file
 from mrrecon.data.formats import SUPPORTED_SUFFIXES
 from mrrecon.data.paired import find_pairs
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, DataError, MRReconError
 from mrrecon.eval.paired import check_paired_unit, paired_differences
-from mrrecon.eval.runner import VolumeResult, score_volume, summarise
-from mrrecon.methods.base import MethodInfo, available, get_info, load, parse_method_spec
-from mrrecon.methods.weights import shipped_weights
 from mrrecon.metrics.perceptual import PerceptualMetrics, summarise_perceptual
 from mrrecon.utils.io import atomic_write_json, atomic_write_text
 

@@ -112,7 +112,7 @@ def cached_method_complexity(spec: str, weights: str | os.PathLike | None, build
     for the diffusion samplers takes seconds to minutes. ``weights``: the folder whose files the figure depends
     on (None for methods without weights). An unreadable or unwritable cache is ignored."""
     from mrrecon import __version__
-    from mrrecon.methods.pretrained import resolve_pretrained
+    from mrrecon.core.pretrained import resolve_pretrained
 
     fingerprint = _weights_fingerprint(resolve_pretrained(weights)) if weights else "-"
     key = f"{spec}|{fingerprint}|{shape[0]}x{shape[1]}|{coils}|{__version__}"

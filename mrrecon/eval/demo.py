@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mrrecon.core.weights import shipped_weights
 from mrrecon.data.simulate import simulate_dataset
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, run_benchmark
 from mrrecon.eval.report import summary_table_markdown
 from mrrecon.methods import available
-from mrrecon.methods.weights import shipped_weights
 
 
 def ready_methods() -> list[str]:

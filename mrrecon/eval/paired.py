@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import stats
 
+from mrrecon.core.runner import VolumeResult
 from mrrecon.errors import ConfigError
-from mrrecon.eval.runner import VolumeResult
 
 __all__ = ["PAIRED_UNITS", "check_paired_unit", "paired_differences", "paired_table", "paired_table_markdown",
            "summarise_differences"]

@@ -4,7 +4,7 @@
 ``mrrecon.methods.load("zero-filled")`` builds a method by name; ``available()`` lists them."""
 # ruff: noqa: I001  (the import order below is the registration order)
 
-from mrrecon.methods.base import MethodInfo, Reconstructor, available, get_info, load, parse_method_spec, register
+from mrrecon.core.reconstructor import MethodInfo, Reconstructor, available, get_info, load, parse_method_spec, register
 from mrrecon.methods import zero_filled  # noqa: F401
 from mrrecon import classical  # noqa: F401
 from mrrecon.methods import unet, varnet  # noqa: F401

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mrrecon.data.datasets import Batch
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.methods.pretrained import LearnedReconstructor, PretrainedModel, from_pretrained
+from mrrecon.core.pretrained import LearnedReconstructor, PretrainedModel, from_pretrained
+from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.data.sample import Batch
 from mrrecon.nn.unet import Unet
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c

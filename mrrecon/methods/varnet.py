@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mrrecon.data.datasets import Batch
+from mrrecon.core.pretrained import LearnedReconstructor, PretrainedModel, from_pretrained
+from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.methods.pretrained import LearnedReconstructor, PretrainedModel, from_pretrained
 from mrrecon.nn.unet import NormUnet
 from mrrecon.physics.coils import rss
 from mrrecon.physics.consistency import soft_dc

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.data.sample import Sample
-from mrrecon.methods.base import MethodInfo, register
 from mrrecon.physics.coils import coil_combine, rss
 from mrrecon.physics.fft import ifft2c
 

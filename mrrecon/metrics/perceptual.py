@@ -456,7 +456,7 @@ class PerceptualMetrics:
 def summarise_perceptual(rows: list[dict], volumes: Iterable[Any], metrics: PerceptualMetrics | None) -> list[dict]:
     """Add ``lpips_mean``/``lpips_std`` (over slices), ``fid`` (rFID), ``kid_mean``, ``kid_std``,
     ``kid_subset_size`` and ``fid_n`` (images per set) to summary rows, in place; groups as in
-    ``mrrecon.eval.runner.summarise`` (data kind x method x mask x accel). ``volumes`` are VolumeResults."""
+    ``mrrecon.core.runner.summarise`` (data kind x method x mask x accel). ``volumes`` are VolumeResults."""
     if metrics is None or not metrics.available:
         return rows
     groups: dict[tuple, list[Any]] = {}

@@ -472,7 +472,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, keep_prefixes: Sequence
     ``keep_prefixes`` keeps only keys starting with one of them (e.g. ``features.`` drops torchvision's
     ``classifier.*``); ``check`` (a key of ``LOADERS``) loads the result with that loader.
     """
-    from mrrecon.methods.pretrained import save_state_dict
+    from mrrecon.utils.io import save_state_dict
 
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".safetensors":

@@ -33,8 +33,7 @@ import torch
 from safetensors.torch import load_file
 
 from mrrecon.errors import DataError
-from mrrecon.methods.pretrained import save_state_dict
-from mrrecon.utils.io import atomic_write_json, atomic_write_text
+from mrrecon.utils.io import atomic_write_json, atomic_write_text, save_state_dict
 
 __all__ = [
     "CheckpointManager",

@@ -1,7 +1,7 @@
 """The training loop: one code path for 1 CPU, 1 GPU, many GPUs and many nodes (Hugging Face Accelerate).
 
 ``train(config, resume=False)`` (or ``mrrecon train CONFIG``, ``accelerate launch -m mrrecon.train CONFIG``)
-builds the model named by ``config.model`` (any :class:`~mrrecon.methods.pretrained.PretrainedModel`),
+builds the model named by ``config.model`` (any :class:`~mrrecon.core.pretrained.PretrainedModel`),
 its data (``mrrecon.train.data``), an optimiser and LR schedule, EMA weights, and runs ``max_steps``
 optimiser steps. Each step:
 
@@ -10,7 +10,7 @@ optimiser steps. Each step:
 2. gradient clipping to ``grad_clip`` (global L2 norm; the norm is logged either way);
 3. optimiser step, LR-schedule step, EMA update;
 4. logging (CSV every step, TensorBoard every ``log_every``), validation (held-out split, PSNR/SSIM,
-   fastMRI convention through ``mrrecon.eval.runner.score_volume``, with the EMA weights) at each epoch
+   fastMRI convention through ``mrrecon.core.runner.score_volume``, with the EMA weights) at each epoch
    end or every ``val_every`` steps, the best checkpoint by ``select_metric``, and a checkpoint every
    ``checkpoint_every`` steps and at the end.
 
@@ -38,10 +38,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mrrecon.data.datasets import collate_samples
+from mrrecon.core.pretrained import LearnedReconstructor, PretrainedModel, model_class, save_pretrained
+from mrrecon.core.runner import score_volume
+from mrrecon.data.sample import collate_samples
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.eval.runner import score_volume
-from mrrecon.methods.pretrained import LearnedReconstructor, PretrainedModel, model_class, save_pretrained
 from mrrecon.nn.losses import make_loss
 from mrrecon.train import checkpoint as ckpt
 from mrrecon.train.config import OptimConfig, TrainConfig, config_to_dict, save_config
@@ -460,7 +460,7 @@ def model_card(config: TrainConfig, meta: dict[str, Any], num_parameters: int) -
         f"`{config.model.type}` model trained with `mrrecon train` ({meta['which']} weights, "
         f"{'EMA' if meta['weights'] == 'ema' else 'raw'}; {num_parameters:,} parameters).", "",
         "Load with `mrrecon.methods.load(\"" + config.model.type + "\", checkpoint=\"<this folder>\")` or "
-        "`mrrecon.methods.pretrained.from_pretrained(\"<this folder>\")`.", "",
+        "`mrrecon.core.pretrained.from_pretrained(\"<this folder>\")`.", "",
         "## Training", "",
         f"- model: `{config.model.params}`",
         f"- data: {data}",
@@ -493,7 +493,7 @@ def _warm_start(model: PretrainedModel, folder: str) -> None:
     """Copy the tensors of a pretrained folder into ``model`` where name and shape match (safetensors only)."""
     from safetensors.torch import load_file
 
-    from mrrecon.methods.pretrained import WEIGHTS_NAME, resolve_pretrained
+    from mrrecon.core.pretrained import WEIGHTS_NAME, resolve_pretrained
 
     source = load_file(str(resolve_pretrained(folder) / WEIGHTS_NAME))
     own = model.state_dict()

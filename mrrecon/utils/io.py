@@ -14,9 +14,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "save_state_dict"]
 
 
 def _default_mode(path: Path) -> int:
@@ -131,3 +134,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
         obj = _nonfinite_to_none(json.loads(json.dumps(obj, default=_json_default)))
     text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=not strict, sort_keys=False)
     return atomic_write_text(path, text + "\n")
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: str | os.PathLike,
+                    metadata: dict[str, str] | None = None) -> Path:
+    """Write tensors to a .safetensors file atomically (contiguous CPU copies; shared storage is fine)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)

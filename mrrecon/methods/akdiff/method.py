@@ -8,7 +8,7 @@
 Every option of :class:`~mrrecon.methods.akdiff.sampler.SamplerSettings` is a method option
 (``akdiff:subspace=sos``, ``akdiff:steps=20``; Table IV's variants are ``subspace=espirit|sos|slr``). The
 k-space is divided by the peak of its zero-filled RSS image before sampling and the image multiplied back
-(as :class:`~mrrecon.methods.pretrained.LearnedReconstructor`), so any input units work.
+(as :class:`~mrrecon.core.pretrained.LearnedReconstructor`), so any input units work.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import dataclasses
 
 import torch
 
+from mrrecon.core.pretrained import from_pretrained
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import DataError
 from mrrecon.methods.akdiff.model import AKDiffusionModel
 from mrrecon.methods.akdiff.sampler import PCSampler, SamplerSettings
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.methods.pretrained import from_pretrained
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from mrrecon.data.datasets import Batch
+from mrrecon.core.pretrained import PretrainedModel
+from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.akdiff.coil_subspace import CoilSubspace, IdentitySubspace, MapsSubspace
 from mrrecon.methods.akdiff.sde import AKDiffusionSDE
-from mrrecon.methods.pretrained import PretrainedModel
 from mrrecon.nn.ncsnpp import NCSNpp
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.coils import espirit_maps, sos_maps

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 
+from mrrecon.core.pretrained import LearnedReconstructor, from_pretrained
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import MethodInfo, register
 from mrrecon.methods.ima.model import IMAConfig, IMAModel
-from mrrecon.methods.pretrained import LearnedReconstructor, from_pretrained
 
 __all__ = ["IMAConfig", "IMAModel", "VARIANTS"]
 

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrrecon.data.datasets import Batch
+from mrrecon.core.pretrained import PretrainedModel
+from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.ima.dcm import DCM_KERNELS, dcm_schedule, full_mask
 from mrrecon.methods.ima.stage import IMAStage, conv_block
-from mrrecon.methods.pretrained import PretrainedModel
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.consistency import hard_dc
 from mrrecon.physics.fft import fft2c, ifft2c

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from mrrecon.methods.base import MethodInfo, register
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.methods.ldpm.pipeline import LDPMReconstructor
 
 PAPER = ("Guan, Tang et al., LDPM: Towards undersampled MRI reconstruction with MR-VAE and Latent Diffusion "

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from mrrecon.core.pretrained import PretrainedModel
 from mrrecon.diffusion.schedules import NoiseSchedule
 from mrrecon.errors import DataError
-from mrrecon.methods.pretrained import PretrainedModel
 
 __all__ = ["ControlledDenoiser", "DenoiserConfig", "IRControlNet", "IRControlNetConfig", "LatentDenoiser",
            "SD21_UNET"]

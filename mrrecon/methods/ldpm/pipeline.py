@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
+from mrrecon.core.pretrained import from_pretrained, resolve_pretrained
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.generator import ControlledDenoiser
 from mrrecon.methods.ldpm.physics import Measurement
 from mrrecon.methods.ldpm.sampler import SamplerSettings, dual_stage_sample, pad_to
 from mrrecon.methods.ldpm.vae import MRVAE
-from mrrecon.methods.pretrained import from_pretrained, resolve_pretrained
 
 __all__ = ["VARIANTS", "LDPMReconstructor", "load_vae"]
 

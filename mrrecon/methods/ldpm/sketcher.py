@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mrrecon.data.datasets import Batch
+from mrrecon.core.pretrained import PretrainedModel
+from mrrecon.data.sample import Batch
 from mrrecon.methods.ldpm.physics import Measurement
-from mrrecon.methods.pretrained import PretrainedModel
 from mrrecon.nn.swin import SwinIR
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c

@@ -46,14 +46,15 @@ import numpy as np
 import torch
 import yaml
 
-from mrrecon.data.datasets import Batch, collate_samples, derive_seed
+from mrrecon.core.pretrained import from_pretrained
+from mrrecon.data.datasets import derive_seed
+from mrrecon.data.sample import Batch, collate_samples
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.generator import IRControlNet, LatentDenoiser, eps_loss
 from mrrecon.methods.ldpm.physics import Measurement
 from mrrecon.methods.ldpm.sketcher import SketcherModel
 from mrrecon.methods.ldpm.textures import procedural_batch
 from mrrecon.methods.ldpm.vae import MRVAE, PatchDiscriminator, make_perceptual, vae_loss_terms
-from mrrecon.methods.pretrained import from_pretrained
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import fft2c, ifft2c
 

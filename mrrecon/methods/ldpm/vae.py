@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from mrrecon.core.pretrained import PretrainedModel
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.methods.pretrained import PretrainedModel
 
 __all__ = ["MRVAE", "MRVAEConfig", "PatchDiscriminator", "PyramidLoss", "VGGPerceptualLoss", "make_perceptual",
            "vae_loss_terms"]

@@ -33,9 +33,9 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from mrrecon.data.datasets import Batch, collate_samples
+from mrrecon.core.pretrained import config_from_dict, from_pretrained, save_pretrained
+from mrrecon.data.sample import Batch, collate_samples
 from mrrecon.errors import ConfigError, MRReconError
-from mrrecon.methods.pretrained import config_from_dict, from_pretrained, save_pretrained
 from mrrecon.methods.ssdm.model import SSDMModel
 from mrrecon.methods.ssdm.sampler import ddim_update
 from mrrecon.nn.losses import make_loss

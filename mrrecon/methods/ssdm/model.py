@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from mrrecon.data.datasets import Batch
+from mrrecon.core.pretrained import PretrainedModel
+from mrrecon.data.sample import Batch
 from mrrecon.diffusion.schedules import NoiseSchedule, v_target
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.methods.pretrained import PretrainedModel
-from mrrecon.methods.ssdm.network import SSDMUNet
-from mrrecon.nn.unet import channels_to_complex, complex_to_channels
+from mrrecon.methods.ssdm.network import SSDMUNet, from_channels, to_channels
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.operators import real_mask
 
@@ -67,21 +66,6 @@ class SSDMConfig:
     dc_weight: float = 0.5
     phase_window: int = 24
     paper_init: bool = False
-
-
-def to_channels(x: torch.Tensor, complex_data: bool) -> torch.Tensor:
-    """(B, H, W) image -> (B, 1, H, W) real part (magnitude instance) or (B, 2, H, W) [real, imag]."""
-    if complex_data:
-        xc = x if torch.is_complex(x) else torch.complex(x, torch.zeros_like(x))
-        return complex_to_channels(xc.unsqueeze(1))
-    return (x.real if torch.is_complex(x) else x).unsqueeze(1)
-
-
-def from_channels(x: torch.Tensor) -> torch.Tensor:
-    """(B, 1 | 2, H, W) channels -> (B, H, W) complex64 image."""
-    if x.shape[1] == 2:
-        return channels_to_complex(x)[:, 0]
-    return torch.complex(x[:, 0].float(), torch.zeros_like(x[:, 0].float()))
 
 
 def random_smooth_phase(shape: tuple[int, int, int], generator: torch.Generator | None = None,

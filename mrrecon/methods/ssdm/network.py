@@ -34,8 +34,9 @@ from torch import nn
 from mrrecon.errors import ConfigError, ShapeError
 from mrrecon.nn.attention import SelfAttention2d
 from mrrecon.nn.embeddings import sinusoidal_embedding
+from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 
-__all__ = ["NoiseLevelMLP", "ResidualBlock", "SSDMUNet", "match_channels"]
+__all__ = ["NoiseLevelMLP", "ResidualBlock", "SSDMUNet", "from_channels", "match_channels", "to_channels"]
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -146,3 +147,18 @@ class SSDMUNet(nn.Module):
             for block in blocks:
                 h = block(h, emb)
         return self.conv_out(h)
+
+
+def to_channels(x: torch.Tensor, complex_data: bool) -> torch.Tensor:
+    """(B, H, W) image -> (B, 1, H, W) real part (magnitude instance) or (B, 2, H, W) [real, imag]."""
+    if complex_data:
+        xc = x if torch.is_complex(x) else torch.complex(x, torch.zeros_like(x))
+        return complex_to_channels(xc.unsqueeze(1))
+    return (x.real if torch.is_complex(x) else x).unsqueeze(1)
+
+
+def from_channels(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1 | 2, H, W) channels -> (B, H, W) complex64 image."""
+    if x.shape[1] == 2:
+        return channels_to_complex(x)[:, 0]
+    return torch.complex(x[:, 0].float(), torch.zeros_like(x[:, 0].float()))

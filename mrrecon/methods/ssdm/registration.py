@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
+from mrrecon.core.pretrained import CONFIG_NAME, from_pretrained, read_pretrained_config, resolve_pretrained
+from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
-from mrrecon.methods.base import MethodInfo, register
-from mrrecon.methods.pretrained import CONFIG_NAME, from_pretrained, read_pretrained_config, resolve_pretrained
 from mrrecon.methods.ssdm.model import SSDMModel
 from mrrecon.methods.ssdm.sampler import reconstruct_kspace
 from mrrecon.physics.coils import rss

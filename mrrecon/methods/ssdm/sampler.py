@@ -18,15 +18,20 @@ coil through the maps, then recombined).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from mrrecon.data.datasets import Batch
+from mrrecon.data.sample import Batch
 from mrrecon.diffusion.schedules import ddim_step, eps_from_v, x0_from_v
 from mrrecon.errors import ConfigError
-from mrrecon.methods.ssdm.model import SSDMModel, from_channels, to_channels
 from mrrecon.methods.ssdm.multicoil import combine_coils, estimate_coil_maps, lowres_images, lowres_phase
+from mrrecon.methods.ssdm.network import from_channels, to_channels
 from mrrecon.physics.consistency import dc_image
+
+if TYPE_CHECKING:
+    from mrrecon.methods.ssdm.model import SSDMModel
 
 __all__ = ["apply_dc", "dc_weight", "ddim_update", "reconstruct_batch", "reconstruct_kspace", "sample_x0",
            "timestep_pairs"]

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from mrrecon.core.memory import PeakMemory
+from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.data.fastmri import center_crop, clamp_crop_size
 from mrrecon.data.sample import Sample
-from mrrecon.eval.memory import PeakMemory
-from mrrecon.methods.base import Reconstructor
 from mrrecon.metrics.image import compute_metrics
 
 

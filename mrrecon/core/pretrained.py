@@ -9,7 +9,7 @@ dataclass (``config_class``) and a ``model_type`` name. ``save_pretrained(dir)``
   ``state_dict()``.
 
 ``from_pretrained(path_or_name)`` reads them back: a folder path, or the name of a folder under
-``weights/`` (``mrrecon.methods.weights.weights_dir()``). The weights are read with
+``weights/`` (``mrrecon.core.weights.weights_dir()``). The weights are read with
 ``safetensors.torch.load_file`` (no code execution, no pickle) and loaded with ``strict=True``, so a
 mismatch between config and weights is an error naming the file, never a silently half-loaded model.
 
@@ -27,16 +27,15 @@ from typing import Any, ClassVar
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from mrrecon.data.datasets import Batch, collate_samples
-from mrrecon.data.sample import Sample
+from mrrecon.core.weights import weights_dir
+from mrrecon.data.sample import Batch, Sample, collate_samples
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.methods.weights import weights_dir
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
-from mrrecon.utils.io import atomic_output, atomic_write_json
+from mrrecon.utils.io import atomic_write_json, save_state_dict
 
 __all__ = [
     "CONFIG_NAME",
@@ -49,7 +48,6 @@ __all__ = [
     "model_class",
     "resolve_pretrained",
     "save_pretrained",
-    "save_state_dict",
 ]
 
 CONFIG_NAME = "config.json"
@@ -152,15 +150,6 @@ def model_class(model_type: str) -> type[PretrainedModel]:
         known = sorted(set(_MODEL_TYPES) | set(_BUILTIN_MODULES))
         raise ConfigError(f"unknown model type {model_type!r}; known: {known}")
     return _MODEL_TYPES[model_type]
-
-
-def save_state_dict(state: dict[str, torch.Tensor], path: str | os.PathLike,
-                    metadata: dict[str, str] | None = None) -> Path:
-    """Write tensors to a .safetensors file atomically (contiguous CPU copies; shared storage is fine)."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return Path(path)
 
 
 def save_pretrained(model: PretrainedModel, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None,

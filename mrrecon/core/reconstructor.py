@@ -10,6 +10,7 @@ with ``:`` (``"l1-wavelet:lam=0.005:iters=50"``). Option values are parsed as YA
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -69,9 +70,14 @@ def register(info: MethodInfo) -> MethodInfo:
     return info
 
 
+# The packages whose import registers the built-in methods (plugins of this registry: named, not imported
+# here, so that this layer stays below them).
+BUILTIN_METHOD_PACKAGES = ("mrrecon.methods",)
+
+
 def _ensure_builtin_methods() -> None:
-    # Importing the package registers the built-in methods.
-    import mrrecon.methods  # noqa: F401
+    for package in BUILTIN_METHOD_PACKAGES:
+        importlib.import_module(package)
 
 
 def available() -> dict[str, MethodInfo]:
