@@ -171,5 +171,6 @@ def test_checker_finds_an_upward_import_and_a_circle():
 ])
 def test_checker_reads_lazy_imports_but_not_type_checking_blocks(source, expected):
     names = [(t, n) for _, t, n in _imports(ast.parse(source))]
-    resolved = [f"{t}.{n[0]}" if n and f"{t}.{n[0]}" in all_modules() else t for t, n in names if t.startswith("mrrecon")]
+    modules = all_modules()
+    resolved = [f"{t}.{n[0]}" if n and f"{t}.{n[0]}" in modules else t for t, n in names if t.startswith("mrrecon")]
     assert resolved == expected
