@@ -313,7 +313,8 @@ def evaluate(which: str) -> None:
 def dcm_schedules(size: int = 256, stages: int = 12) -> None:
     """The known fraction n_1/N of the DCM mask at every stage (eqs. 16-17) for the evaluation masks and the three
     kernels: how much of k-space each stage may *not* change (eq. 18 keeps it at the previous estimate)."""
-    from mrrecon.methods.ima.dcm import dcm_schedule, full_mask
+    from mrrecon.methods.ima.dcm import dcm_schedule
+    from mrrecon.physics.kspace import full_mask
     from mrrecon.physics.masks import make_mask
     from mrrecon.utils.io import atomic_write_json
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import mrrecon.eval.benchmark as bm
 from mrrecon.cli import main
-from mrrecon.core.reconstructor import MethodInfo
+from mrrecon.core.reconstructor import MethodInfo, Reconstructor
 from mrrecon.data.simulate import simulate_dataset
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, collect_data, incompatibility, run_benchmark
 from mrrecon.eval.report import write_reports
@@ -53,7 +53,7 @@ def test_every_method_sees_the_same_input_and_a_corrupt_file_is_reported(sim, tm
     assert header.startswith("method,file,mask,accel,effective_accel")
 
 
-class _Explodes:
+class _Explodes(Reconstructor):
     """A method that works once and then fails: the failure must be recorded, not abort the run."""
 
     name = "explodes"
@@ -69,7 +69,7 @@ class _Explodes:
 
 
 def _patch_method(monkeypatch, method):
-    info = MethodInfo(name="explodes", factory=lambda **kw: method, description="test double")
+    info = MethodInfo(name="explodes", factory=lambda device="cpu": method, description="test double")
     real_load, real_info = bm.load, bm.get_info
     monkeypatch.setattr(bm, "load", lambda spec, **kw: method if spec == "explodes" else real_load(spec, **kw))
     monkeypatch.setattr(bm, "get_info", lambda name: info if name == "explodes" else real_info(name))
@@ -104,8 +104,8 @@ def test_paired_data_carry_the_reference_and_methods_are_matched_to_data(sim, tm
     assert len(specs) == 2 and not problems and all(s.reference.name.endswith("_PD.h5") for s in specs)
     samples = bm.load_volume(specs[0], "random1d", 4.0, cfg)
     assert samples[0].reference is not None and samples[0].reference.shape == samples[0].target.shape
-    paired = MethodInfo(name="p", factory=dict, description="", needs_reference=True)
-    multi = MethodInfo(name="m", factory=dict, description="", multicoil_only=True)
+    paired = MethodInfo(name="p", factory=lambda device="cpu": None, description="", needs_reference=True)
+    multi = MethodInfo(name="m", factory=lambda device="cpu": None, description="", multicoil_only=True)
     assert incompatibility(paired, samples[0]) is None and incompatibility(multi, samples[0]) is None
     single = bm.load_volume(DataSpec(sim / "sub000_T2.h5"), "random1d", 4.0, _cfg())[0]
     assert "reference" in incompatibility(paired, single)
@@ -158,10 +158,11 @@ def test_cli_benchmark(sim, tmp_path):
 
 
 
-class _Sampler:
+class _Sampler(Reconstructor):
     """A sampling method whose posterior spread is known (0.1 in the sample's normalised units)."""
 
     name = "sampler"
+    supports_uncertainty = True
 
     def reconstruct(self, sample):
         return sample.target.abs()
@@ -174,7 +175,7 @@ class _Sampler:
 
 def test_uncertainty_maps_reach_the_report(sim, tmp_path, monkeypatch):
     method = _Sampler()
-    info = MethodInfo(name="sampler", factory=lambda **kw: method, description="test double")
+    info = MethodInfo(name="sampler", factory=lambda device="cpu": method, description="test double")
     real_load, real_info = bm.load, bm.get_info
     monkeypatch.setattr(bm, "load", lambda spec, **kw: method if spec == "sampler" else real_load(spec, **kw))
     monkeypatch.setattr(bm, "get_info", lambda name: info if name == "sampler" else real_info(name))

@@ -17,7 +17,6 @@ from mrrecon.classical.grappa import grappa
 from mrrecon.classical.kspace_patches import (
     AnnihilationOperator,
     Neighbourhood,
-    find_acs_region,
     lift,
     lift_adjoint,
 )
@@ -36,6 +35,7 @@ from mrrecon.methods import load
 from mrrecon.metrics.image import psnr
 from mrrecon.physics.coils import rss, simulate_coil_maps
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.kspace import find_acs_region
 from mrrecon.physics.masks import make_mask
 
 N = 64

@@ -6,11 +6,14 @@ import os
 
 import torch
 
+from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.eval.complexity import cached_method_complexity, complexity_cache_path, count_macs
 
 
-class _ConvMethod:
+class _ConvMethod(Reconstructor):
     """A one-conv 'method': 3x3 conv, 1 -> 4 channels, on the magnitude of the zero-filled image."""
+
+    name = "conv"
 
     def __init__(self):
         self.model = torch.nn.Conv2d(1, 4, 3, padding=1, bias=False)

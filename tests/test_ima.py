@@ -9,11 +9,12 @@ import torch
 
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.ima.csca import CSCA
-from mrrecon.methods.ima.dcm import DCM_KERNELS, apply_dcm, dcm_schedule, dilation_sequence, full_mask
+from mrrecon.methods.ima.dcm import DCM_KERNELS, apply_dcm, dcm_schedule, dilation_sequence
 from mrrecon.methods.ima.model import ComplexConv, IMAModel
 from mrrecon.methods.ima.stage import IMAStage
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.kspace import full_mask
 from mrrecon.physics.masks import make_mask
 
 TINY = {"stages": 4, "channels": 4, "ref_channels": 2, "attn_channels": 2}

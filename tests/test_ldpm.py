@@ -9,13 +9,14 @@ import torch
 
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.generator import ControlledDenoiser, IRControlNet, LatentDenoiser
-from mrrecon.methods.ldpm.physics import Measurement, acs_lowpass
+from mrrecon.methods.ldpm.physics import Measurement
 from mrrecon.methods.ldpm.sampler import SamplerSettings, crop_to, dc_step, dual_stage_sample, guidance_step, pad_to
 from mrrecon.methods.ldpm.sketcher import SketcherModel
 from mrrecon.methods.ldpm.textures import procedural_image
 from mrrecon.methods.ldpm.vae import MRVAE, PatchDiscriminator, PyramidLoss, vae_loss_terms
 from mrrecon.nn.swin import SwinIR, SwinTransformerBlock, _shift_mask, window_partition, window_reverse
 from mrrecon.physics.fft import fft2c
+from mrrecon.physics.kspace import acs_lowpass, find_acs_region
 from mrrecon.physics.masks import make_mask
 
 torch.set_num_threads(1)
@@ -83,8 +84,6 @@ def test_dc_agrees_with_measured_lines_single_coil():
 
 
 def test_acs_lowpass_keeps_exactly_the_calibration_block():
-    from mrrecon.classical.kspace_patches import find_acs_region
-
     k = torch.randn(1, 2, 48, 48, dtype=torch.complex64)
     for kind in ("random1d", "poisson2d"):
         mask = make_mask(kind, (48, 48), 4.0, seed=3).mask
@@ -270,7 +269,7 @@ def test_registered_methods_reconstruct_reproducibly(tmp_path):
 
 def test_single_coil_conversion_matches_paper_protocol():
     from mrrecon.data.sample import Batch
-    from mrrecon.methods.ldpm.train import to_single_coil
+    from mrrecon.methods.ldpm.recipes import to_single_coil
 
     x = torch.stack([_phantom(16, 1), _phantom(16, 2)])
     mask = make_mask("random1d", (16, 16), 4.0, seed=0).mask.view(1, 1, 1, -1).expand(2, 1, 1, 16)
@@ -295,13 +294,17 @@ def test_shipped_weights_dss_and_mrvae_help_on_held_out_slice():
     """The shipped small weights: DSS beats plain sampling and the MR-VAE beats the non-MRI VAE (Table II / Fig. 3
     directions). (At this scale ldpm does not beat zero-filled: the small VAE is the ceiling, see docs/ldpm.md.)"""
     from mrrecon.core.pretrained import resolve_pretrained
+    from mrrecon.data.datasets import SliceDataset
     from mrrecon.methods import load
     from mrrecon.methods.ldpm.pipeline import SUBFOLDERS, load_vae
-    from mrrecon.methods.ldpm.train import load_config, validation_batches
     from mrrecon.metrics import psnr
+    from mrrecon.train.config import load_config
+    from mrrecon.train.data import prepare_simulated
 
-    cfg = load_config("configs/ldpm-small.yaml")
-    s = validation_batches(cfg, max_slices=1)[0].sample(0)
+    data = load_config("configs/ldpm-small.yaml", stage="sketcher").data
+    val = SliceDataset(prepare_simulated(data).val, mask_kinds=("random1d",), accelerations=(8.0,), seed=1234,
+                       fixed_mask=True)
+    s = val[0]
     ref = s.target.abs()
     dss = psnr(ref, load("ldpm:steps=4").reconstruct(s))
     plain = psnr(ref, load("ldpm-no-dss:steps=4").reconstruct(s))
@@ -312,3 +315,79 @@ def test_shipped_weights_dss_and_mrvae_help_on_held_out_slice():
         mr = psnr(x[0], load_vae(root / SUBFOLDERS["vae"]).reconstruct(x)[0])
         non = psnr(x[0], load_vae(root / SUBFOLDERS["vae_nonmri"]).reconstruct(x)[0])
     assert mr > non + 3.0
+
+
+# -- training: the LDPM recipes of the one trainer (every recipe under 2 processes: tests/test_train.py) -----------
+def _tiny_ldpm_stages(tmp_path, out, *overrides):
+    from mrrecon.train.config import load_stages
+
+    gan = {"disc_start": 2, "disc_channels": 4, "disc_layers": 2, "adv_weight": 0.05}
+    base = {
+        "name": "tiny-ldpm",
+        "data": {"cache_dir": str(tmp_path / "cache"), "crop": [32, 32], "accelerations": [4],
+                 "simulation": {"subjects": 2, "val_subjects": 1, "size": 48, "coils": 3, "contrasts": ["T2"],
+                                "slices": 2, "val_slices": 1}},
+        "optim": {"lr": 1e-3, "scheduler": "constant", "betas": [0.5, 0.9]},
+        "train": {"max_steps": 6, "batch_size": 2, "checkpoint_every": 3, "val_every": -1, "progress": False,
+                  "tensorboard": False, "ema_decay": 0.0, "grad_clip": 0.0, "out_dir": str(tmp_path / out)},
+        "stages": [
+            {"name": "vae_nonmri", "recipe": {"name": "ldpm-vae", "params": {"images": "procedural",
+                                                                             "measure_scaling": True, **gan}},
+             "model": {"type": "ldpm-vae", "params": TINY_VAE}},
+            {"name": "vae", "recipe": {"name": "ldpm-vae", "params": {"init": "vae_nonmri",
+                                                                      "single_coil_fraction": 0.5, **gan}}},
+        ],
+    }
+    return load_stages(None, list(overrides), base=base)
+
+
+def test_vae_recipe_gan_resume_and_measured_scaling(tmp_path):
+    """The eq. 5 + GAN recipe: the discriminator (second player) starts after disc_start, is checkpointed and
+    resumed with its optimiser (an interrupted MR-VAE stage repeats the loss curve), the non-MRI VAE's latent
+    scaling factor is measured into its exported config, and the MR-VAE is fine-tuned from it."""
+    import csv
+    import json
+
+    from mrrecon.train.stages import run_stages
+
+    full = run_stages(_tiny_ldpm_stages(tmp_path, "full"), echo=lambda *a: None)
+    part = run_stages(_tiny_ldpm_stages(tmp_path, "part"), stop_after=("vae", 4), echo=lambda *a: None)
+    assert part[-1].result.stopped_early
+    run_stages(_tiny_ldpm_stages(tmp_path, "part"), resume=True, echo=lambda *a: None)
+    rows = {k: list(csv.DictReader(open(tmp_path / k / "vae" / "train_log.csv"))) for k in ("full", "part")}
+    for col in ("loss", "g_adv", "d_loss"):
+        a = [float(r[col] or "nan") for r in rows["full"]]
+        b = [float(r[col] or "nan") for r in rows["part"]]
+        assert a == pytest.approx(b, abs=1e-6, rel=0, nan_ok=True), col
+    assert [r["d_loss"] == "" for r in rows["full"]] == [True, True, False, False, False, False]  # disc_start 2
+    nonmri = json.loads((tmp_path / "full" / "vae_nonmri" / "final" / "config.json").read_text())
+    measured = nonmri["metadata"]["measured"]["scaling_factor"]
+    assert measured != 1.0 and nonmri["config"]["scaling_factor"] == pytest.approx(measured, rel=1e-4)
+    mr = json.loads((tmp_path / "full" / "vae" / "final" / "config.json").read_text())
+    assert mr["config"]["scaling_factor"] == nonmri["config"]["scaling_factor"]  # kept from the initialisation
+    assert "fine-tuned" in mr["metadata"]["measured"]["init"]
+    assert math.isfinite(full[-1].result.last_validation["psnr_autoencoder"])
+
+
+def test_generator_step_leaves_the_discriminator_alone():
+    """During the generator's step the discriminator's parameters get no gradient (its own step trains it)."""
+    from mrrecon.methods.ldpm.recipes import VAERecipe
+    from mrrecon.train.config import load_config
+    from mrrecon.train.recipe import BatchInfo, RecipeEnv
+
+    cfg = load_config(None, ["recipe.name=ldpm-vae", "recipe.params.images=procedural", "recipe.params.disc_start=0",
+                             "recipe.params.disc_channels=4", "recipe.params.disc_layers=2", "data.crop=[16, 16]",
+                             "model.type=ldpm-vae"], base={"model": {"params": TINY_VAE}})
+    recipe = VAERecipe(cfg)
+    recipe.setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0, batch_size=2))
+    model, player = recipe.build_model(), recipe.player()
+    player.module.requires_grad_(False)  # what the trainer does for the generator's step
+    x = recipe.transform(None, BatchInfo(step=0, micro=0, epoch=0, rank=0, world=1, base_seed=0))
+    out = recipe.loss(model, x, None)
+    out["loss"].backward()
+    assert "_player" in out and float(out["g_adv"]) != 0.0
+    assert all(p.grad is None for p in player.module.parameters())
+    assert any(p.grad is not None for p in model.parameters())
+    d = player.loss(player.module.requires_grad_(True), out["_player"])["loss"]
+    d.backward()
+    assert all(p.grad is not None for p in player.module.parameters())

@@ -17,12 +17,13 @@ from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods import unet as unet_module  # noqa: F401  (registers "unet")
 from mrrecon.methods import varnet as varnet_module  # noqa: F401  (registers "varnet")
 from mrrecon.methods.unet import UnetModel, zero_filled_magnitude
-from mrrecon.methods.varnet import VarNetCascade, VarNetModel, acs_mask
+from mrrecon.methods.varnet import VarNetCascade, VarNetModel
 from mrrecon.metrics.image import compute_metrics, ssim
 from mrrecon.nn.losses import ssim_loss
 from mrrecon.nn.unet import NormUnet, Unet
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.kspace import acs_mask
 from mrrecon.physics.masks import make_mask
 from mrrecon.physics.operators import SenseOperator
 
@@ -85,14 +86,14 @@ def test_acs_mask_finds_the_fully_sampled_centre():
     m = torch.zeros(1, 1, 1, 32, dtype=torch.bool)
     m[..., 13:20] = True  # centre column 16: 3 on the left (13-15), 4 on the right (16-19)
     m[..., 2] = True
-    acs = acs_mask(m, (8, 32))
+    acs = acs_mask(m, (8, 32), rule="symmetric")
     assert acs.shape == (1, 1, 8, 32)
     cols = acs[0, 0, 0].nonzero().flatten().tolist()
     assert cols == [13, 14, 15, 16, 17, 18]  # 2 * min(3, 4), symmetric about 16
     assert bool(acs[0, 0, :, 14].all())  # 1-D mask: every row
     m2 = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
     m2[..., 6:10, 5:11] = True  # 4 x 6 box around (8, 8)
-    acs2 = acs_mask(m2, (16, 16))[0, 0]
+    acs2 = acs_mask(m2, (16, 16), rule="symmetric")[0, 0]
     assert acs2.sum() == 4 * 6 and bool(acs2[6:10, 5:11].all())
 
 
@@ -130,7 +131,7 @@ def test_residual_varnet_starts_at_the_zero_filled_image_with_acs_maps():
     with torch.no_grad():
         image, maps = model(batch.kspace, batch.mask, return_maps=True)
         assert torch.allclose(image, zero_filled_magnitude(batch.kspace), atol=1e-5)
-        acs_images = ifft2c(batch.kspace * acs_mask(batch.mask, (32, 32)))
+        acs_images = ifft2c(batch.kspace * acs_mask(batch.mask, (32, 32), rule="symmetric"))
         assert torch.allclose(maps, acs_images / rss(acs_images, dim=1).unsqueeze(1), atol=1e-5)
     with pytest.raises(ConfigError, match="unknown key"):
         VarNetModel({**TINY_VARNET, "refinement": "other"})

@@ -544,3 +544,85 @@ def test_small_grids_work_for_every_kind():
             for shape in [(16, 16), (31, 17)]:
                 res = make_mask(kind, shape, 4, seed=0)
                 assert res.mask.any() and res.effective_acceleration >= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Mask normalisation and the calibration region (mrrecon.physics.kspace)
+# ------------------------------------------------------------------------------------------------
+def test_batch_full_grid_and_real_masks():
+    from mrrecon.physics.kspace import batch_mask, full_mask, mask_as_grid, real_mask
+
+    one_d = make_mask("random1d", (12, 16), 4, seed=0).mask  # (1, 1, W)
+    two_d = make_mask("poisson2d", (12, 16), 2, seed=0).mask  # (1, H, W)
+    assert batch_mask(one_d).shape == (1, 1, 1, 16) and batch_mask(two_d).shape == (1, 1, 12, 16)
+    batch = torch.stack([two_d, ~two_d])  # (2, 1, H, W) passes through
+    assert batch_mask(batch) is batch and batch_mask(one_d).dtype == torch.bool
+    with pytest.raises(ShapeError):
+        batch_mask(torch.ones(1, 1, 1, 1, 16))
+    full = full_mask(one_d, (12, 16))
+    assert full.shape == (1, 1, 12, 16) and full.dtype == torch.float32 and full.is_contiguous()
+    assert torch.equal(full[0, 0], one_d[0].expand(12, 16).float())
+    with pytest.raises(ShapeError):
+        full_mask(one_d, (12, 15))
+    k = torch.zeros(2, 3, 12, 16, dtype=torch.complex64)
+    grid = mask_as_grid(batch.float(), k)
+    assert grid.shape == (2, 12, 16) and grid.dtype == torch.bool and torch.equal(grid[1], ~two_d[0])
+    per_coil = torch.stack([two_d, two_d, ~two_d], dim=1)  # a mask that differs between coils
+    with pytest.raises(ShapeError, match="every coil"):
+        mask_as_grid(per_coil, k[:1])
+    with pytest.raises(ShapeError, match="does not fit"):
+        mask_as_grid(one_d, torch.zeros(1, 3, 12, 15, dtype=torch.complex64))
+    assert real_mask(one_d, k).dtype == torch.float32
+    assert real_mask(one_d, k.to(torch.complex128)).dtype == torch.float64
+
+
+def test_acs_region_rules():
+    from mrrecon.physics.kspace import ACS_RULES, acs_lowpass, acs_mask, find_acs_region
+
+    w = 32
+    m = torch.zeros(1, 1, 1, w, dtype=torch.bool)
+    m[..., 13:20] = True  # centre column 16: 3 sampled on the left, 4 (incl. the centre) on the right
+    m[..., 2] = True
+    largest = acs_mask(m, (8, w), rule="largest")
+    symmetric = acs_mask(m, (8, w), rule="symmetric")
+    assert largest.shape == symmetric.shape == (1, 1, 8, w)
+    assert largest[0, 0, 0].nonzero().flatten().tolist() == list(range(13, 20))  # the whole run
+    assert symmetric[0, 0, 0].nonzero().flatten().tolist() == list(range(13, 19))  # 2 min(3, 4), centred
+    assert bool(largest[0, 0, :, 13].all()) and int(symmetric.all(dim=2).sum()) == 6  # 1-D: every row
+    assert find_acs_region(m, (8, w)) == (slice(0, 8), slice(13, 20))
+    with pytest.raises(ConfigError, match="rule"):
+        acs_mask(m, (8, w), rule="widest")
+    assert set(ACS_RULES) == {"largest", "symmetric"}
+    # per sample, with the centre sample alone where the centre is not sampled
+    no_centre = m.clone()
+    no_centre[..., 16] = False
+    both = acs_mask(torch.cat([m, no_centre]), (8, w))
+    assert both.shape == (2, 1, 8, w) and torch.equal(both[0], largest[0])
+    assert both[1].sum() == 1 and bool(both[1, 0, 4, 16])
+    # acs_lowpass keeps exactly that block (exact zeros elsewhere) for every coil
+    k = torch.randn(2, 3, 8, w, dtype=torch.complex64)
+    low = acs_lowpass(k, torch.cat([m, no_centre]))
+    assert torch.equal(low != 0, both.expand(2, 3, 8, w))
+    assert torch.equal(low[both.expand(2, 3, 8, w)], k[both.expand(2, 3, 8, w)])
+
+
+@pytest.mark.parametrize("kind", ["random1d", "equispaced1d", "gaussian2d", "poisson2d"])
+def test_largest_acs_contains_the_generated_calibration_block(kind):
+    from mrrecon.physics.kspace import acs_mask, find_acs_region
+
+    h, w = 48, 40
+    res = make_mask(kind, (h, w), 4, seed=1)
+    rows, cols = find_acs_region(res.mask, (h, w))
+    block = res.expand((h, w))[0]
+    assert bool(block[rows, cols].all())  # fully sampled
+    if res.is_1d:
+        n = res.params["num_low_frequencies"]
+        assert cols.start <= _centre_slice(w, n).start and cols.stop >= _centre_slice(w, n).stop
+        assert rows == slice(0, h)
+        # 1-D: the symmetric run lies inside the largest one (the whole sampled run through the centre)
+        largest, symmetric = (acs_mask(res.mask, (h, w), rule=r) for r in ("largest", "symmetric"))
+        assert bool((largest | ~symmetric).all()) and bool(largest[0, 0, rows, cols].all())
+    else:  # the largest rectangle may have another aspect than the generated box, never less area
+        bh, bw = res.params["acs_size"]
+        assert (rows.stop - rows.start) * (cols.stop - cols.start) >= bh * bw
+        assert rows.start <= h // 2 < rows.stop and cols.start <= w // 2 < cols.stop

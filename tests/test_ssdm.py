@@ -163,6 +163,33 @@ def test_one_distillation_step_reduces_student_teacher_gap():
     assert after < before
 
 
+def test_distill_recipe_starts_the_student_as_its_teacher_with_half_the_steps(tmp_path):
+    """Alg. 2 l. 2 as the ``ssdm-distill`` recipe of the one trainer: a frozen teacher (stage name or folder), the
+    student a copy of it that samples with half its steps, the step's loss ``distillation_loss``."""
+    from mrrecon.train.config import load_config
+    from mrrecon.train.recipe import RecipeEnv, recipe_class
+
+    teacher = tiny(sampling_steps=8)
+    save_pretrained(teacher, tmp_path / "teacher")
+    cfg = load_config(None, ["recipe.name=ssdm-distill", f"recipe.params.teacher={tmp_path / 'teacher'}"])
+    recipe = recipe_class("ssdm-distill")(cfg)
+    recipe.setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0))
+    student = recipe.build_model()
+    assert student.config.sampling_steps == 4 and recipe.teacher_steps == 8
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), teacher.state_dict().values(),
+                                                  strict=True))
+    assert not any(p.requires_grad for p in recipe.teacher.parameters()) and not recipe.teacher.training
+    out = recipe.loss(student.train(), batch_of(phantom()), torch.nn.functional.mse_loss)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and student.net.conv_in.weight.grad is not None
+    save_pretrained(tiny(sampling_steps=1), tmp_path / "one")
+    bad = load_config(None, ["recipe.name=ssdm-distill", f"recipe.params.teacher={tmp_path / 'one'}"])
+    with pytest.raises(ConfigError, match="cannot halve"):
+        recipe_class("ssdm-distill")(bad).setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0))
+    with pytest.raises(ConfigError, match="unknown key"):
+        recipe_class("ssdm-distill")(load_config(None, ["recipe.name=ssdm-distill", "recipe.params.tacher=x"]))
+
+
 # -- sampling, DC ---------------------------------------------------------------------------------------------
 def test_hard_dc_leaves_measured_kspace_exact_and_soft_dc_blends():
     model = tiny()

@@ -1,4 +1,5 @@
-"""Training machinery: configs, checkpoints (no pickle), exact resume, EMA, data order, logs, CLI, 2 processes."""
+"""Training machinery: configs, stages, recipes, checkpoints (no pickle), exact resume (also across stages), EMA,
+data order, logs, time budget, mixed precision, CLI, 2 processes for every recipe."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from mrrecon.errors import ConfigError
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
 from mrrecon.train import checkpoint as ckpt
-from mrrecon.train.config import TrainConfig, load_config, save_config
+from mrrecon.train.config import TrainConfig, load_config, load_stages, save_config
 from mrrecon.train.data import EpochBatchSampler, build_training_slices, prepare_simulated
 from mrrecon.train.ema import EMA
 from mrrecon.train.trainer import _warm_start, lr_factor, train
@@ -42,6 +43,53 @@ TINY = {
 def tiny_config(tmp_path: Path, out: str, *overrides: str) -> TrainConfig:
     return load_config(None, [f"data.cache_dir={tmp_path / 'cache'}", f"train.out_dir={tmp_path / out}", *overrides],
                        base=TINY)
+
+
+TINY_VAE = {"block_out_channels": [8, 8], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
+            "image_channels": 1, "scaling_factor": 1.0, "sample_size": 16}
+TINY_UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4,
+             "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "block_out_channels": [8, 16],
+             "layers_per_block": 1, "cross_attention_dim": 8, "attention_head_dim": 4, "norm_num_groups": 4}
+GAN = {"disc_start": 1, "disc_channels": 4, "disc_layers": 2, "adv_weight": 0.05}
+# Every recipe, in the order of the papers' configs: SSDM teacher + one distillation stage, LDPM's five stages.
+TINY_STAGES = {
+    "name": "tiny-stages",
+    "data": TINY["data"],
+    "optim": {"lr": 1e-3, "scheduler": "constant"},
+    "train": {"max_steps": 2, "batch_size": 2, "checkpoint_every": 100, "val_every": -1, "progress": False,
+              "tensorboard": False, "ema_decay": 0.9},
+    "stages": [
+        {"name": "teacher", "model": {"type": "ssdm", "params": {"width": 2, "emb_dim": 8, "timesteps": 8,
+                                                                 "sampling_steps": 4}},
+         "train": {"loss": "mse"}},
+        {"name": "student", "recipe": {"name": "ssdm-distill", "params": {"teacher": "teacher"}},
+         "train": {"loss": "mse", "updates_per_batch": 2, "max_steps": 3}},
+        {"name": "sketcher", "recipe": {"name": "ldpm-sketcher", "params": {"single_coil_fraction": 0.5}},
+         "model": {"type": "ldpm-sketcher", "params": {"embed_dim": 8, "depths": [2], "heads": [2], "window": 4}}},
+        {"name": "vae_nonmri", "recipe": {"name": "ldpm-vae", "params": {"images": "procedural",
+                                                                         "measure_scaling": True, **GAN}},
+         "model": {"type": "ldpm-vae", "params": TINY_VAE}, "optim": {"betas": [0.5, 0.9]}},
+        {"name": "vae", "recipe": {"name": "ldpm-vae", "params": {"init": "vae_nonmri", "single_coil_fraction": 0.5,
+                                                                  **GAN}},
+         "optim": {"betas": [0.5, 0.9]}},
+        {"name": "denoiser", "recipe": {"name": "ldpm-denoiser", "params": {"vae": "vae", "bank_batches": 2,
+                                                                            "bank_batch_size": 2}},
+         "model": {"type": "ldpm-denoiser", "params": {"unet": TINY_UNET, "context_tokens": 1}},
+         "train": {"select_metric": "val_loss"}},
+        {"name": "controlnet", "recipe": {"name": "ldpm-controlnet", "params": {
+            "vae": "vae", "sketcher": "sketcher", "denoiser": "denoiser", "val_sampling_steps": 2,
+            "val_timesteps": [100, 900]}}, "model": {"type": "ldpm-controlnet"}},
+    ],
+}
+
+
+def tiny_stages(tmp_path: Path, out: str, *overrides: str, keep: tuple[str, ...] | None = None):
+    base = yaml.safe_load(yaml.safe_dump(TINY_STAGES))
+    if keep is not None:
+        base["stages"] = [s for s in base["stages"] if s["name"] in keep]
+    return load_stages(None, [f"data.cache_dir={tmp_path / 'cache'}", f"train.out_dir={tmp_path / out}", *overrides],
+                       base=base)
 
 
 def train_losses(run: Path) -> list[float]:
@@ -90,6 +138,61 @@ def test_shipped_configs_load():
     for name in ("unet-small", "unet-paper", "varnet-small", "varnet-paper"):
         cfg = load_config(REPO / "configs" / f"{name}.yaml")
         assert cfg.model.type in ("unet", "varnet") and cfg.name == name
+
+
+def test_every_shipped_config_and_its_recipes_resolve():
+    """Every config (with or without stages) loads, and every stage's recipe accepts its parameters."""
+    from mrrecon.train.recipe import recipe_class
+
+    expected = {"ldpm-small": ["sketcher", "vae_nonmri", "vae", "denoiser", "controlnet"],
+                "ssdm-small": ["teacher", "student-64", "student-32", "student-16", "student-8", "student-4",
+                               "student-2", "student-1"]}
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        if "models" in yaml.safe_load(path.read_text()):
+            continue  # train-all.yaml: the one-shot script's list of models, not a training config
+        plan = load_stages(path)
+        if path.stem in expected:
+            assert plan.names() == expected[path.stem]
+        for stage in plan.stages:
+            recipe_class(stage.config.recipe.name)(stage.config, plan)  # typed recipe parameters
+            if plan.staged:
+                assert Path(stage.config.train.out_dir) == plan.root / stage.name
+    ssdm = load_stages(REPO / "configs" / "ssdm-small.yaml")
+    one = ssdm.get("student-1").config
+    assert one.optim.lr == pytest.approx(2e-4) and one.train.max_steps == 250 and one.train.updates_per_batch == 2
+    assert ssdm.get("student-64").config.optim.lr == pytest.approx(1e-4)
+    assert one.recipe.params == {"teacher": "student-2"} and one.model == ssdm.get("teacher").config.model
+
+
+def test_stage_configs_merge_override_and_refuse_mistakes(tmp_path):
+    base = {"name": "two", "model": {"type": "unet", "params": {"chans": 4}}, "optim": {"lr": 1e-3},
+            "train": {"max_steps": 5, "out_dir": str(tmp_path / "root")},
+            "stages": [{"name": "a", "train": {"batch_size": 2}},
+                       {"name": "b", "model": {"params": {"num_pool_layers": 2}}, "optim": {"lr": 5e-4}},
+                       {"name": "c", "model": {"type": "varnet"}, "recipe": "default"}]}
+    plan = load_stages(None, ["train.max_steps=7", "stages.b.optim.lr=1e-5"], base=base)
+    a, b, c = (plan.get(n).config for n in "abc")
+    assert plan.names() == ["a", "b", "c"] and a.name == "two/a"
+    assert a.train.max_steps == b.train.max_steps == 7  # a plain --set applies to every stage
+    assert a.train.batch_size == 2 and b.train.batch_size == 4  # a stage's own sections, merged over the top
+    assert b.model.params == {"chans": 4, "num_pool_layers": 2} and b.optim.lr == pytest.approx(1e-5)
+    assert c.model.type == "varnet" and c.model.params == {}  # a stage naming a model type replaces the model
+    assert Path(c.train.out_dir) == tmp_path / "root" / "c"
+    assert load_config(None, ["train.max_steps=7", "stages.b.optim.lr=1e-5"], base=base, stage="b") == b
+    with pytest.raises(ConfigError, match="name one"):
+        load_config(None, [], base=base)
+    with pytest.raises(ConfigError, match="stages.NAME"):
+        load_stages(None, ["stages.zz.optim.lr=1"], base=base)
+    for bad, message in [({"name": "a", "train": {"out_dir": "x"}}, "top level"),
+                         ({"name": "a", "optimizer": {}}, "unknown key"), ({"train": {}}, "'name'")]:
+        with pytest.raises(ConfigError, match=message):
+            load_stages(None, [], base={**base, "stages": [bad]})
+    with pytest.raises(ConfigError, match="unique"):
+        load_stages(None, [], base={**base, "stages": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        from mrrecon.train.recipe import recipe_class
+
+        recipe_class("nope")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -325,6 +428,118 @@ def test_cli_trains_and_reports(tmp_path):
     assert (tmp_path / "cli" / "final" / "model.safetensors").is_file()
     bad = CliRunner().invoke(train_command, [str(path), "--set", "optim.nope=1"])
     assert bad.exit_code != 0
+
+
+def test_multistage_run_interrupted_in_stage_two_resumes_to_the_same_loss_curves(tmp_path):
+    """Teacher, then a distillation stage (2 updates per loaded batch); killed after step 4 of stage 2 (its last
+    checkpoint: step 3, in the middle of a loaded batch), resumed: stage 1 is skipped, stage 2 resumes at step 3,
+    and every stage's loss curve equals the uninterrupted run's."""
+    from mrrecon.train.stages import run_stages
+
+    keep = ("teacher", "student")
+    common = ("train.max_steps=6", "train.checkpoint_every=3", "train.updates_per_batch=2", "train.val_every=-1")
+    full = run_stages(tiny_stages(tmp_path, "full", *common, keep=keep), echo=lambda *a: None)
+    assert [o.result.step for o in full] == [6, 6]
+    part = run_stages(tiny_stages(tmp_path, "resumed", *common, keep=keep), stop_after=("student", 4),
+                      echo=lambda *a: None)
+    assert [(o.stage, o.result.step, o.result.stopped_early) for o in part] == [("teacher", 6, False),
+                                                                                ("student", 4, True)]
+    said = []
+    rest = run_stages(tiny_stages(tmp_path, "resumed", *common, keep=keep), resume=True, echo=said.append)
+    assert rest[0].skipped and "finished before" in said[0]
+    assert rest[1].result.losses == pytest.approx(full[1].result.losses[3:], abs=1e-6, rel=0)
+    for stage in keep:
+        assert train_losses(tmp_path / "resumed" / stage) == pytest.approx(train_losses(tmp_path / "full" / stage),
+                                                                           abs=1e-6, rel=0)
+    a = load_file(str(tmp_path / "full" / "student" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "student" / "final" / "model.safetensors"))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    # the student samples with half the teacher's steps; its card names the recipe, the stage and the command
+    info = json.loads((tmp_path / "full" / "student" / "final" / "config.json").read_text())
+    assert info["config"]["sampling_steps"] == 2 and info["metadata"]["recipe"]["name"] == "ssdm-distill"
+    assert info["metadata"]["complete"] is True
+    # a fresh run into folders with checkpoints is refused before anything trains
+    with pytest.raises(ConfigError, match="--resume"):
+        run_stages(tiny_stages(tmp_path, "full", *common, keep=keep), echo=lambda *a: None)
+
+
+def test_time_budget_stops_cleanly_and_resume_finishes(tmp_path):
+    res = train(tiny_config(tmp_path, "timed", "train.max_time_s=1e-9", "train.export_dir=" + str(tmp_path / "exp")))
+    assert res.stopped_on_time and res.step == 1 and res.final_dir is not None and res.max_steps == 8
+    run = tmp_path / "timed"
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000001"
+    card = (run / "final" / "README.md").read_text()
+    assert "stopped on time** at step 1 of 8" in card
+    meta = json.loads((run / "final" / "config.json").read_text())["metadata"]
+    assert meta["complete"] is False and meta["stopped_on_time"] is True and meta["validation"]["step"] == 1
+    assert (tmp_path / "exp" / "model.safetensors").is_file()  # export_dir: a copy of final/
+    rest = train(tiny_config(tmp_path, "timed"), resume=True)
+    assert rest.step == 8 and not rest.stopped_on_time
+    assert json.loads((run / "final" / "config.json").read_text())["metadata"]["complete"] is True
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
+    res = train(tiny_config(tmp_path, "bf16", "train.mixed_precision=bf16", "train.channels_last=true",
+                            "train.max_steps=2"))
+    assert res.step == 2 and all(np.isfinite(res.losses))
+    val = res.last_validation
+    assert np.isfinite(val["psnr"]) and 0 < val["ssim"] <= 1  # validation (EMA weights) under autocast
+    weights = load_file(str(tmp_path / "bf16" / "final" / "model.safetensors"))
+    assert all(v.dtype == torch.float32 for v in weights.values())  # the parameters stay float32
+    with pytest.raises(ConfigError, match="fp16"):
+        train(tiny_config(tmp_path, "fp16", "train.mixed_precision=fp16", "train.cpu=true"))
+
+
+def test_cli_runs_one_stage_of_a_staged_config(tmp_path):
+    from click.testing import CliRunner
+
+    from mrrecon.train.cli import train_command
+
+    cfg = yaml.safe_load(yaml.safe_dump(TINY_STAGES))
+    cfg["stages"] = cfg["stages"][:2]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    args = [str(path), "--set", f"data.cache_dir={tmp_path / 'cache'}", "--out", str(tmp_path / "cli")]
+    res = CliRunner().invoke(train_command, [*args, "--stage", "teacher"])
+    assert res.exit_code == 0, res.output
+    assert "stage teacher: trained 2 steps" in res.output and not (tmp_path / "cli" / "student").exists()
+    res = CliRunner().invoke(train_command, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "finished before" in res.output and "stage student: trained 3 steps" in res.output
+    card = (tmp_path / "cli" / "student" / "final" / "README.md").read_text()
+    assert "mrrecon train" in card and "stage `student`" in card
+
+
+def test_accelerate_cpu_two_processes_train_every_recipe(tmp_path):
+    """``accelerate launch --num_processes 2 --cpu -m mrrecon.train CONFIG`` on a config with a stage for every
+    recipe (SSDM teacher and distillation; LDPM sketcher, non-MRI VAE and MR-VAE with their discriminators,
+    denoiser, ControlNet): two gloo processes, no hang on the second player, one checkpoint per stage with both
+    processes' RNG states."""
+    import socket
+
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump(TINY_STAGES))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           "-m", "mrrecon.train", str(path), "--set", f"data.cache_dir={tmp_path / 'cache'}",
+           "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert out.count("2 process(es)") == len(TINY_STAGES["stages"]), out[-4000:]
+    for stage in TINY_STAGES["stages"]:
+        run = tmp_path / "ddp" / stage["name"]
+        assert (run / "final" / "model.safetensors").is_file(), stage["name"]
+        trainer_dir = next((run / "checkpoints").glob("step-*")) / "trainer"
+        assert (trainer_dir / "rng-rank1.safetensors").is_file()
+        assert json.loads((trainer_dir / "state.json").read_text())["world_size"] == 2
+    assert (tmp_path / "ddp" / "vae" / "checkpoints" / "step-0000002" / "trainer" / "player.safetensors").is_file()
+    gan = list(csv.DictReader(open(tmp_path / "ddp" / "vae" / "train_log.csv")))
+    assert gan[0]["d_loss"] == "" and np.isfinite(float(gan[1]["d_loss"]))  # the discriminator from step 2
 
 
 @pytest.mark.slow

@@ -28,20 +28,21 @@ points empty, hence the default.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from mrrecon.classical.kspace_patches import (
     Neighbourhood,
-    as_batch,
     calibration_gram,
-    mask_as_grid,
     resolve_acs,
     ridge_solve,
     tikhonov_lambda,
 )
-from mrrecon.core.reconstructor import KSpaceReconstructor, MethodInfo, register
+from mrrecon.core.reconstructor import MULTI_COIL, KSpaceReconstructor, MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
+from mrrecon.physics.kspace import as_batch, mask_as_grid
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_LAM", "DEFAULT_MAX_SOURCES", "Grappa", "grappa"]
 
@@ -207,8 +208,15 @@ class Grappa(KSpaceReconstructor):
 
     name = "grappa"
 
-    def __init__(self, kernel_size=DEFAULT_KERNEL, lam: float = DEFAULT_LAM, acs=None, grow: bool = False,
-                 max_sources: int | None = DEFAULT_MAX_SOURCES, device: str | torch.device = "cpu"):
+    def __init__(self, kernel_size: Annotated[int | tuple[int, int], "window (readout, phase-encode), odd"]
+                 = DEFAULT_KERNEL,
+                 lam: Annotated[float, "Tikhonov weight relative to sigma_max(ACS lifting)^2"] = DEFAULT_LAM,
+                 acs: Annotated[tuple[int, int] | None, "calibration region size [h, w] (default: detected from "
+                                                       "the mask)"] = None,
+                 grow: Annotated[bool, "widen the window for points with no measured neighbour in it"] = False,
+                 max_sources: Annotated[int | None, "measured positions per kernel, nearest first (null: all)"]
+                 = DEFAULT_MAX_SOURCES,
+                 device: str | torch.device = "cpu"):
         self.kernel_size = tuple(kernel_size) if not isinstance(kernel_size, int) else (kernel_size, kernel_size)
         self.lam, self.acs, self.grow, self.max_sources = float(lam), acs, bool(grow), max_sources
         self.device = torch.device(device)
@@ -224,11 +232,5 @@ register(MethodInfo(
     factory=Grappa,
     description="GRAPPA for any Cartesian mask: one ACS-calibrated kernel per local sampling pattern; RSS output.",
     multicoil_only=True,
-    options={
-        "kernel_size": f"window (readout, phase-encode), odd; default {list(DEFAULT_KERNEL)}",
-        "lam": f"Tikhonov weight relative to sigma_max(ACS lifting)^2; default {DEFAULT_LAM:g}",
-        "acs": "calibration region size [h, w] (default: detected from the mask)",
-        "grow": "widen the window for points with no measured neighbour in it (default false)",
-        "max_sources": f"measured positions per kernel, nearest first (null: all); default {DEFAULT_MAX_SOURCES}",
-    },
+    hard_dc={MULTI_COIL: "kspace"},  # fills only the missing samples
 ))

@@ -20,6 +20,9 @@ Notation (one implementation for all three methods):
   Hermitian positive semi-definite at every pixel. With ``boundary="zero"`` the grid is zero-padded by
   ``k - 1`` samples per axis first, so the circular FFT convolution equals the linear one exactly
   (Haldar's fast AC-LORAKS implementation uses the same FFT trick).
+
+Only the patch / Hankel lifting lives here; the general k-space helpers (``as_batch``, ``mask_as_grid``,
+``find_acs_region``, ``acs_block``) are ``mrrecon.physics.kspace``.
 """
 
 from __future__ import annotations
@@ -34,19 +37,16 @@ import torch.nn.functional as F
 from mrrecon.errors import ConfigError, ShapeError
 from mrrecon.physics.consistency import conjugate_gradient
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.kspace import acs_block, find_acs_region
 
 __all__ = [
     "AnnihilationOperator",
     "Neighbourhood",
-    "acs_block",
-    "as_batch",
     "calibration_gram",
-    "find_acs_region",
     "lift",
     "lift_adjoint",
     "largest_eigenvalue",
     "lift_counts",
-    "mask_as_grid",
     "resolve_acs",
     "ridge_solve",
     "solve_unmeasured",
@@ -123,88 +123,8 @@ class Neighbourhood:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Shapes and masks
+# Calibration block of a kernel
 # ----------------------------------------------------------------------------------------------------------
-
-
-def as_batch(kspace: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """(C, H, W) -> (1, C, H, W) and True; (B, C, H, W) passes through with False."""
-    if not torch.is_complex(kspace):
-        raise ShapeError(f"k-space must be complex, got dtype {kspace.dtype}")
-    if kspace.ndim == 3:
-        return kspace.unsqueeze(0), True
-    if kspace.ndim != 4:
-        raise ShapeError(f"k-space must be (C, H, W) or (B, C, H, W); got shape {tuple(kspace.shape)}")
-    return kspace, False
-
-
-def mask_as_grid(mask: torch.Tensor, kspace: torch.Tensor) -> torch.Tensor:
-    """A mask broadcastable to ``kspace`` (B, C, H, W) -> bool (B, H, W), one pattern for all coils."""
-    b, _, h, w = kspace.shape
-    m = mask.to(device=kspace.device)
-    m = m != 0 if m.dtype != torch.bool else m
-    while m.ndim < 4:
-        m = m.unsqueeze(0)
-    if m.shape[1] != 1:
-        # a per-coil mask: these methods need one pattern shared by the coils
-        if not (m == m[:, :1]).all():
-            raise ShapeError("the sampling mask must be the same for every coil")
-        m = m[:, :1]
-    try:
-        return m[:, 0].expand(b, h, w)
-    except RuntimeError:
-        raise ShapeError(f"mask shape {tuple(mask.shape)} does not fit k-space {tuple(kspace.shape)}") from None
-
-
-def find_acs_region(mask: torch.Tensor, shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
-    """The largest fully sampled rectangle that contains the k-space centre (H // 2, W // 2).
-
-    ``mask`` is (…, H, W) or (…, 1, W) (then every row is sampled); leading dims are a batch and the region
-    must be sampled in all of them. Returns (row slice, column slice); raises ConfigError if the centre is
-    not sampled. Exhaustive over all column ranges containing the centre (O(W^2), vectorised). For a 1-D
-    mask without ``shape`` the row slice is ``slice(None)`` (all rows)."""
-    m = mask.detach().to("cpu")
-    m = m != 0 if m.dtype != torch.bool else m
-    if shape is not None:
-        m = m.expand(*m.shape[:-2], *shape)
-    m = m.reshape(-1, m.shape[-2], m.shape[-1]).all(dim=0)  # (H or 1, W)
-    h, w = m.shape
-    cy, cx = h // 2, w // 2
-    if not bool(m[cy, cx]):
-        raise ConfigError("the k-space centre is not sampled: no calibration (ACS) region; pass one explicitly")
-    # per column: the sampled run of rows containing cy, [top, bottom] (empty when m[cy, col] is False)
-    rows = torch.arange(h).view(h, 1)
-    gaps = ~m
-    above = torch.where(gaps & (rows <= cy), rows, torch.full_like(rows, -1)).amax(dim=0) + 1  # first run row
-    below = torch.where(gaps & (rows >= cy), rows, torch.full_like(rows, h)).amin(dim=0) - 1  # last run row
-    ok = m[cy]
-    # column range [l, r] containing cx with ok everywhere
-    l0 = cx
-    while l0 - 1 >= 0 and bool(ok[l0 - 1]):
-        l0 -= 1
-    r0 = cx
-    while r0 + 1 < w and bool(ok[r0 + 1]):
-        r0 += 1
-    lefts = torch.arange(l0, cx + 1)
-    rights = torch.arange(cx, r0 + 1)
-    # running extremes from the centre outward
-    top_l = above[lefts].flip(0).cummax(0).values.flip(0)  # max over [l, cx]
-    bot_l = below[lefts].flip(0).cummin(0).values.flip(0)
-    top_r = above[rights].cummax(0).values  # max over [cx, r]
-    bot_r = below[rights].cummin(0).values
-    top = torch.maximum(top_l[:, None], top_r[None, :])
-    bot = torch.minimum(bot_l[:, None], bot_r[None, :])
-    width = rights[None, :] - lefts[:, None] + 1
-    area = (bot - top + 1).clamp_min(0) * width
-    flat = int(torch.argmax(area))
-    i, j = divmod(flat, len(rights))
-    rows = slice(None) if h == 1 else slice(int(top[i, j]), int(bot[i, j]) + 1)  # 1-D mask: every row
-    return rows, slice(int(lefts[i]), int(rights[j]) + 1)
-
-
-def acs_block(kspace: torch.Tensor, region: tuple[slice, slice]) -> torch.Tensor:
-    """The calibration block ``kspace[..., rows, cols]``."""
-    return kspace[..., region[0], region[1]]
 
 
 def resolve_acs(kspace: torch.Tensor, mask: torch.Tensor, acs: tuple[int, int] | tuple[slice, slice] | None,

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -31,10 +32,12 @@ from mrrecon.classical.sense import (
     MAPS_CHOICES,
     SCALING_CHOICES,
     TV_DEFAULTS,
+    Calib,
+    Maps,
     SenseProblem,
     prepare_problem,
 )
-from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.core.reconstructor import MethodInfo, Reconstructor, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, MRReconError
 
@@ -71,7 +74,11 @@ def _check(name: str, value, choices) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-class _PeerBase:
+# the peers' scaling goes to the tool as already applied (BART: -w 1)
+Scaling = Annotated[str, "k-space scaling: bart (passed with -w 1) | none"]
+
+
+class _PeerBase(Reconstructor):
     def __init__(self, *, maps: str, calib: int, scaling: str, device: str | torch.device):
         _check("maps", maps, MAPS_CHOICES)
         _check("scaling", scaling, SCALING_CHOICES)
@@ -93,10 +100,19 @@ class BartPics(_PeerBase):
 
     name = "bart-pics"
 
-    def __init__(self, lam: float | None = None, iters: int | None = None, regularizer: str = "l1",
-                 wavelet: str = "dau2", randshift: bool = True, rho: float | None = None,
-                 cg_iters: int | None = None, threads: int | None = None, binary: str | None = None,
-                 maps: str = "auto", calib: int = 24, scaling: str = "bart", device: str | torch.device = "cpu"):
+    def __init__(self, lam: Annotated[float | None, "regularisation weight (default: that of l1-wavelet / tv / "
+                                                    "cg-sense)"] = None,
+                 iters: Annotated[int | None, "iterations (default: that of the matching mrrecon method)"] = None,
+                 regularizer: Annotated[str, "l1 | tv | l2"] = "l1",
+                 wavelet: Annotated[str, "dau2 | haar | cdf44 (BART --wavelet)"] = "dau2",
+                 randshift: Annotated[bool, "random wavelet cycle spinning (false adds -n)"] = True,
+                 rho: Annotated[float | None, "ADMM rho for tv (-u; default: that of tv)"] = None,
+                 cg_iters: Annotated[int | None, "ADMM CG iterations for tv (-C; default: that of tv)"] = None,
+                 threads: Annotated[int | None, "OMP_NUM_THREADS for BART (default: torch's thread count)"] = None,
+                 binary: Annotated[str | None, "path or name of the bart executable (default $BART_BINARY or "
+                                               "`bart`)"] = None,
+                 maps: Maps = "auto", calib: Calib = 24, scaling: Scaling = "bart",
+                 device: str | torch.device = "cpu"):
         super().__init__(maps=maps, calib=calib, scaling=scaling, device=device)
         _check("regularizer", regularizer, REGULARIZERS)
         _check("wavelet", wavelet, ("dau2", "haar", "cdf44"))
@@ -159,8 +175,11 @@ class SigpyL1Wavelet(_PeerBase):
 
     name = "sigpy-l1wavelet"
 
-    def __init__(self, lam: float | None = None, iters: int | None = None, wavelet: str = "db4",
-                 maps: str = "auto", calib: int = 24, scaling: str = "bart", device: str | torch.device = "cpu"):
+    def __init__(self, lam: Annotated[float | None, "L1 weight (default: that of l1-wavelet)"] = None,
+                 iters: Annotated[int | None, "FISTA iterations (default: that of l1-wavelet)"] = None,
+                 wavelet: Annotated[str, "pywt wavelet name"] = "db4",
+                 maps: Maps = "auto", calib: Calib = 24, scaling: Scaling = "bart",
+                 device: str | torch.device = "cpu"):
         super().__init__(maps=maps, calib=calib, scaling=scaling, device=device)
         if not sigpy_available():
             raise ConfigError("sigpy-l1wavelet: sigpy is not importable; install it with `pip install sigpy` "
@@ -203,30 +222,14 @@ def _read_cfl(base: Path) -> np.ndarray:
     return np.fromfile(base.with_suffix(".cfl"), np.complex64).reshape(dims, order="F")
 
 
-_COMMON = {
-    "maps": "coil maps: auto (given if present, else ESPIRiT) | given | espirit",
-    "calib": "ESPIRiT calibration size (default 24)",
-    "scaling": "k-space scaling: bart (default; passed with -w 1) | none",
-}
-
 register(MethodInfo(
     name="bart-pics",
     factory=BartPics,
     description="BART `pics` (binary, subprocess) on the same k-space, maps and scaling: l1 wavelet, TV or l2.",
-    options={"lam": "regularisation weight (default: that of l1-wavelet / tv / cg-sense)",
-             "iters": "iterations (default: that of the matching mrrecon method)",
-             "regularizer": "l1 | tv | l2 (default l1)",
-             "wavelet": "dau2 | haar | cdf44 (BART --wavelet; default dau2)",
-             "randshift": "random wavelet cycle spinning (BART default true; false adds -n)",
-             "rho": "ADMM rho for tv (-u)", "cg_iters": "ADMM CG iterations for tv (-C)",
-             "threads": "OMP_NUM_THREADS for BART (default: torch's thread count)",
-             "binary": "path or name of the bart executable (default $BART_BINARY or `bart`)", **_COMMON},
 ))
 
 register(MethodInfo(
     name="sigpy-l1wavelet",
     factory=SigpyL1Wavelet,
     description="sigpy.mri.app.L1WaveletRecon on the same k-space, maps and scaling.",
-    options={"lam": "L1 weight (default: that of l1-wavelet)", "iters": "FISTA iterations (default: l1-wavelet's)",
-             "wavelet": "pywt wavelet name (default db4)", **_COMMON},
 ))

@@ -33,14 +33,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Annotated
 
 import torch
 
 from mrrecon.classical.wavelets import WaveletTransform, dwt2, idwt2
-from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.core.reconstructor import MethodInfo, Reconstructor, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.physics.consistency import batch_dot, batch_view, conjugate_gradient
+from mrrecon.physics.kspace import batch_mask
 from mrrecon.physics.operators import sense_or_single_coil
 
 __all__ = [
@@ -242,8 +244,7 @@ def _setup(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor | None):
         kspace = kspace.unsqueeze(0)
     if maps is not None and maps.ndim == 3:
         maps = maps.unsqueeze(0)
-    if mask.ndim == 3:
-        mask = mask.unsqueeze(0)
+    mask = batch_mask(mask)
     if maps is None and kspace.shape[-3] != 1:
         raise ConfigError(f"multi-coil k-space ({kspace.shape[-3]} coils) needs coil maps")
     op = sense_or_single_coil(mask, maps)
@@ -252,10 +253,9 @@ def _setup(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor | None):
 
 def cg_sense(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor | None = None, *, lam: float = 0.0,
              iters: int = 10, tol: float = 1e-5, x0: torch.Tensor | None = None) -> torch.Tensor:
-    """Solve (A^H A + lam I) x = A^H y by CG (mrrecon.physics.consistency.conjugate_gradient); (B, H, W)."""
-    kspace, op, normal = _setup(kspace, mask, maps)
-    b = op.A_adjoint(kspace)
-    return conjugate_gradient(normal, b, x0=x0, lam=lam, max_iter=iters, tol=tol).x
+    """Solve (A^H A + lam I) x = A^H y by CG: the operator's ``A_dagger`` (mrrecon.physics.operators); (B, H, W)."""
+    kspace, op, _ = _setup(kspace, mask, maps)
+    return op.A_dagger(kspace, max_iter=iters, tol=tol, lam=lam, x0=x0)
 
 
 @dataclass
@@ -379,12 +379,18 @@ def total_variation(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
 # ---------------------------------------------------------------------------------------------------------
 
 
-class _SenseReconstructor:
+# The options every SENSE-type method takes (here and in the peers), with their help.
+Maps = Annotated[str, "coil maps: auto (given if present, else ESPIRiT) | given | espirit"]
+Calib = Annotated[int, "ESPIRiT calibration size"]
+Scaling = Annotated[str, "k-space scaling before the solve: bart (BART pics' automatic scale) | none"]
+
+
+class _SenseReconstructor(Reconstructor):
     """Shared plumbing: resolve maps, scale, solve, unscale; ``reconstruct`` returns |x| (H, W) float32."""
 
     name = "sense"
 
-    def __init__(self, *, maps: str = "auto", calib: int = 24, scaling: str = "bart",
+    def __init__(self, *, maps: Maps = "auto", calib: Calib = 24, scaling: Scaling = "bart",
                  device: str | torch.device = "cpu"):
         self.maps = _check_choice("maps", maps, MAPS_CHOICES)
         self.scaling = _check_choice("scaling", scaling, SCALING_CHOICES)
@@ -411,8 +417,9 @@ class CGSense(_SenseReconstructor):
 
     name = "cg-sense"
 
-    def __init__(self, lam: float = CG_SENSE_DEFAULTS["lam"], iters: int = CG_SENSE_DEFAULTS["iters"],
-                 tol: float = CG_SENSE_DEFAULTS["tol"], **common):
+    def __init__(self, lam: Annotated[float, "Tikhonov weight"] = CG_SENSE_DEFAULTS["lam"],
+                 iters: Annotated[int, "max CG iterations"] = CG_SENSE_DEFAULTS["iters"],
+                 tol: Annotated[float, "relative residual tolerance"] = CG_SENSE_DEFAULTS["tol"], **common):
         super().__init__(**common)
         if lam < 0 or iters < 1:
             raise ConfigError(f"cg-sense: need lam >= 0 and iters >= 1 (got lam={lam}, iters={iters})")
@@ -427,9 +434,13 @@ class L1Wavelet(_SenseReconstructor):
 
     name = "l1-wavelet"
 
-    def __init__(self, lam: float = L1_WAVELET_DEFAULTS["lam"], iters: int = L1_WAVELET_DEFAULTS["iters"],
-                 wavelet: str = L1_WAVELET_DEFAULTS["wavelet"], levels: int = L1_WAVELET_DEFAULTS["levels"],
-                 cycle_spin: bool = True, seed: int = 0, power_iters: int = 15, **common):
+    def __init__(self, lam: Annotated[float, "L1 weight"] = L1_WAVELET_DEFAULTS["lam"],
+                 iters: Annotated[int, "FISTA iterations"] = L1_WAVELET_DEFAULTS["iters"],
+                 wavelet: Annotated[str, "haar | db1..db10"] = L1_WAVELET_DEFAULTS["wavelet"],
+                 levels: Annotated[int, "decomposition levels"] = L1_WAVELET_DEFAULTS["levels"],
+                 cycle_spin: Annotated[bool, "random circular shift of the wavelet each iteration, as BART"] = True,
+                 seed: Annotated[int, "seed of the cycle-spinning shifts"] = 0,
+                 power_iters: Annotated[int, "power iterations for the step size"] = 15, **common):
         super().__init__(**common)
         WaveletTransform((2, 2), wavelet, 0)  # validate the wavelet name early
         self.cycle_spin, self.seed = bool(cycle_spin), int(seed)
@@ -449,8 +460,10 @@ class TotalVariation(_SenseReconstructor):
 
     name = "tv"
 
-    def __init__(self, lam: float = TV_DEFAULTS["lam"], iters: int = TV_DEFAULTS["iters"],
-                 rho: float = TV_DEFAULTS["rho"], cg_iters: int = TV_DEFAULTS["cg_iters"], **common):
+    def __init__(self, lam: Annotated[float, "TV weight"] = TV_DEFAULTS["lam"],
+                 iters: Annotated[int, "ADMM iterations"] = TV_DEFAULTS["iters"],
+                 rho: Annotated[float, "ADMM penalty"] = TV_DEFAULTS["rho"],
+                 cg_iters: Annotated[int, "CG iterations per ADMM step"] = TV_DEFAULTS["cg_iters"], **common):
         super().__init__(**common)
         if lam < 0 or iters < 0 or rho <= 0 or cg_iters < 1:
             raise ConfigError(f"tv: need lam >= 0, iters >= 0, rho > 0, cg_iters >= 1 "
@@ -462,40 +475,20 @@ class TotalVariation(_SenseReconstructor):
                                rho=self.rho, cg_iters=self.cg_iters)
 
 
-_COMMON_OPTIONS = {
-    "maps": "coil maps: auto (given if present, else ESPIRiT) | given | espirit",
-    "calib": "ESPIRiT calibration size (default 24)",
-    "scaling": "k-space scaling before the solve: bart (BART pics' automatic scale; default) | none",
-}
-
 register(MethodInfo(
     name="cg-sense",
     factory=CGSense,
     description="CG-SENSE: (A^H A + lam I) x = A^H y by conjugate gradients, ESPIRiT or given maps.",
-    options={"lam": f"Tikhonov weight (default {CG_SENSE_DEFAULTS['lam']})",
-             "iters": f"max CG iterations (default {CG_SENSE_DEFAULTS['iters']})",
-             "tol": f"relative residual tolerance (default {CG_SENSE_DEFAULTS['tol']})", **_COMMON_OPTIONS},
 ))
 
 register(MethodInfo(
     name="l1-wavelet",
     factory=L1Wavelet,
     description="SENSE + L1 on orthonormal wavelet detail bands (db2), FISTA with step 1/L.",
-    options={"lam": f"L1 weight (default {L1_WAVELET_DEFAULTS['lam']})",
-             "iters": f"FISTA iterations (default {L1_WAVELET_DEFAULTS['iters']})",
-             "wavelet": "haar | db1..db10 (default db2)",
-             "levels": f"decomposition levels (default {L1_WAVELET_DEFAULTS['levels']})",
-             "cycle_spin": "random circular shift of the wavelet each iteration, as BART (default true)",
-             "seed": "seed of the cycle-spinning shifts (default 0)",
-             "power_iters": "power iterations for the step size (default 15)", **_COMMON_OPTIONS},
 ))
 
 register(MethodInfo(
     name="tv",
     factory=TotalVariation,
     description="SENSE + isotropic total variation, ADMM with CG inner solves.",
-    options={"lam": f"TV weight (default {TV_DEFAULTS['lam']})",
-             "iters": f"ADMM iterations (default {TV_DEFAULTS['iters']})",
-             "rho": f"ADMM penalty (default {TV_DEFAULTS['rho']})",
-             "cg_iters": f"CG iterations per ADMM step (default {TV_DEFAULTS['cg_iters']})", **_COMMON_OPTIONS},
 ))

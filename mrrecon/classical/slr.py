@@ -30,26 +30,25 @@ annihilating filters: H(z) N ~ 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 
 from mrrecon.classical.kspace_patches import (
     AnnihilationOperator,
     Neighbourhood,
-    as_batch,
     calibration_gram,
     lift,
     lift_adjoint,
     lift_counts,
-    mask_as_grid,
     resolve_acs,
     solve_unmeasured,
 )
-from mrrecon.core.reconstructor import KSpaceReconstructor, MethodInfo, register
+from mrrecon.core.reconstructor import MULTI_COIL, KSpaceReconstructor, MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.physics.consistency import conjugate_gradient, hard_dc
-from mrrecon.physics.operators import real_mask
+from mrrecon.physics.kspace import as_batch, mask_as_grid, real_mask
 
 __all__ = [
     "DEFAULT_ENERGY",
@@ -308,9 +307,17 @@ class Loraks(KSpaceReconstructor):
 
     name = "loraks"
 
-    def __init__(self, kernel_radius: float = DEFAULT_RADIUS, rank: int | None = None, energy: float = DEFAULT_ENERGY,
-                 iters: int = DEFAULT_ITERS, tol: float = DEFAULT_TOL, reg: float = DEFAULT_REG, acs=None,
-                 boundary: str = "zero", device: str | torch.device = "cpu"):
+    def __init__(self, kernel_radius: Annotated[float, "LORAKS neighbourhood radius R"] = DEFAULT_RADIUS,
+                 rank: Annotated[int | None, "fixed rank r of the lifting (default: energy rule)"] = None,
+                 energy: Annotated[float, "rank rule: fraction of the ACS lifting's energy in the signal subspace"]
+                 = DEFAULT_ENERGY,
+                 iters: Annotated[int, "CG iterations"] = DEFAULT_ITERS,
+                 tol: Annotated[float, "CG relative residual tolerance"] = DEFAULT_TOL,
+                 reg: Annotated[float, "Tikhonov weight on the unmeasured samples in CG"] = DEFAULT_REG,
+                 acs: Annotated[tuple[int, int] | None, "calibration region size [h, w] (default: detected from "
+                                                       "the mask)"] = None,
+                 boundary: Annotated[str, "zero (zero-padded k-space) | periodic"] = "zero",
+                 device: str | torch.device = "cpu"):
         self.kernel_radius, self.rank, self.energy = float(kernel_radius), rank, float(energy)
         self.iters, self.tol, self.reg, self.acs, self.boundary = int(iters), float(tol), float(reg), acs, boundary
         self.device = torch.device(device)
@@ -326,14 +333,5 @@ register(MethodInfo(
     factory=Loraks,
     description="AC-LORAKS (C-matrix, SAKE-style Hankel lifting): null space from the ACS, CG with M z = y; RSS.",
     multicoil_only=True,
-    options={
-        "kernel_radius": f"LORAKS neighbourhood radius R; default {DEFAULT_RADIUS}",
-        "rank": "fixed rank r of the lifting (default: energy rule)",
-        "energy": f"rank rule: fraction of the ACS lifting's energy in the signal subspace; default {DEFAULT_ENERGY}",
-        "iters": f"CG iterations; default {DEFAULT_ITERS}",
-        "tol": f"CG relative residual tolerance; default {DEFAULT_TOL:g}",
-        "reg": f"Tikhonov weight on the unmeasured samples in CG; default {DEFAULT_REG:g}",
-        "acs": "calibration region size [h, w] (default: detected from the mask)",
-        "boundary": "'zero' (zero-padded k-space) or 'periodic'",
-    },
+    hard_dc={MULTI_COIL: "kspace"},  # CG with M z = y
 ))

@@ -25,22 +25,23 @@ linear one (``boundary="periodic"`` wraps instead, as Lustig's image-domain code
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from mrrecon.classical.kspace_patches import (
     AnnihilationOperator,
     Neighbourhood,
-    as_batch,
     calibration_gram,
-    mask_as_grid,
     resolve_acs,
     ridge_solve,
     solve_unmeasured,
     tikhonov_lambda,
 )
-from mrrecon.core.reconstructor import KSpaceReconstructor, MethodInfo, register
+from mrrecon.core.reconstructor import MULTI_COIL, KSpaceReconstructor, MethodInfo, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
+from mrrecon.physics.kspace import as_batch, mask_as_grid
 
 __all__ = [
     "DEFAULT_ITERS", "DEFAULT_KERNEL", "DEFAULT_LAM", "DEFAULT_REG", "DEFAULT_TOL",
@@ -124,8 +125,15 @@ class Spirit(KSpaceReconstructor):
 
     name = "spirit"
 
-    def __init__(self, kernel_size: int = DEFAULT_KERNEL, lam: float = DEFAULT_LAM, iters: int = DEFAULT_ITERS,
-                 tol: float = DEFAULT_TOL, reg: float = DEFAULT_REG, acs=None, boundary: str = "zero",
+    def __init__(self, kernel_size: Annotated[int, "odd kernel width k (k x k window, all coils)"] = DEFAULT_KERNEL,
+                 lam: Annotated[float, "calibration Tikhonov weight relative to sigma_max(ACS lifting)^2"]
+                 = DEFAULT_LAM,
+                 iters: Annotated[int, "CG iterations"] = DEFAULT_ITERS,
+                 tol: Annotated[float, "CG relative residual tolerance"] = DEFAULT_TOL,
+                 reg: Annotated[float, "Tikhonov weight on the unmeasured samples in CG"] = DEFAULT_REG,
+                 acs: Annotated[tuple[int, int] | None, "calibration region size [h, w] (default: detected from "
+                                                       "the mask)"] = None,
+                 boundary: Annotated[str, "zero (zero-padded k-space, exact linear convolution) | periodic"] = "zero",
                  device: str | torch.device = "cpu"):
         self.kernel_size, self.lam, self.iters, self.tol = int(kernel_size), float(lam), int(iters), float(tol)
         self.reg, self.acs, self.boundary = float(reg), acs, boundary
@@ -142,13 +150,5 @@ register(MethodInfo(
     factory=Spirit,
     description="CG-SPIRiT (Lustig & Pauly 2010): ACS-calibrated kernel, CG with exact data consistency; RSS output.",
     multicoil_only=True,
-    options={
-        "kernel_size": f"odd kernel width k (k x k window, all coils); default {DEFAULT_KERNEL}",
-        "lam": f"calibration Tikhonov weight relative to sigma_max(ACS lifting)^2; default {DEFAULT_LAM:g}",
-        "iters": f"CG iterations; default {DEFAULT_ITERS}",
-        "tol": f"CG relative residual tolerance; default {DEFAULT_TOL:g}",
-        "reg": f"Tikhonov weight on the unmeasured samples in CG; default {DEFAULT_REG:g}",
-        "acs": "calibration region size [h, w] (default: detected from the mask)",
-        "boundary": "'zero' (zero-padded k-space, exact linear convolution) or 'periodic'",
-    },
+    hard_dc={MULTI_COIL: "kspace"},  # CG over the unmeasured samples only
 ))

@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.core.weights import weights_dir
 from mrrecon.data.sample import Batch, Sample, collate_samples
 from mrrecon.errors import ConfigError, DataError
@@ -239,26 +240,37 @@ def from_pretrained(path_or_name: str | os.PathLike, *, device: str | torch.devi
     return model.to(device).eval()
 
 
-class LearnedReconstructor:
+class LearnedReconstructor(Reconstructor):
     """A PretrainedModel as a registry Reconstructor: ``reconstruct(sample) -> (H, W)`` float32 magnitude.
 
     The k-space is divided by the peak of its zero-filled RSS image before the network and the output is
     multiplied back, so samples in any units (raw scanner values ~1e13 or the datasets' max-normalised
     ones) see the input range the model was trained on. The output is clamped at 0 (a magnitude).
+
+    ``nfe``: the network evaluations one ``predict`` makes (1 for a feed-forward network), reported as
+    ``last_nfe`` after each reconstruction; None (the default) when the caller does not know it.
     """
 
-    def __init__(self, model: PretrainedModel, name: str, device: str | torch.device = "cpu"):
+    def __init__(self, model: PretrainedModel, name: str, device: str | torch.device = "cpu",
+                 nfe: int | None = None):
         self.name = name
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.nfe = nfe
 
-    @torch.no_grad()
-    def reconstruct(self, sample: Sample) -> torch.Tensor:
+    def normalised_batch(self, sample: Sample) -> tuple[Batch, torch.Tensor]:
+        """The sample as a batch of one on the device, divided by its scale; (batch, scale)."""
         batch = collate_samples([sample]).to(self.device)
         batch.kspace = batch.kspace.to(torch.complex64)
         scale = rss(ifft2c(batch.kspace)).amax().clamp_min(torch.finfo(torch.float32).tiny)
         batch.kspace = batch.kspace / scale
         if batch.target is not None:  # not used by predict; keep it in the same units anyway
             batch.target = batch.target / scale
+        return batch, scale
+
+    @torch.no_grad()
+    def reconstruct(self, sample: Sample) -> torch.Tensor:
+        batch, scale = self.normalised_batch(sample)
         out = self.model.predict(batch)[0].float() * scale
+        self.last_nfe = self.nfe
         return out.clamp_min(0)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mrrecon.core.memory import PeakMemory
-from mrrecon.core.reconstructor import Reconstructor
+from mrrecon.core.reconstructor import Reconstructor, sample_kind
 from mrrecon.data.fastmri import center_crop, clamp_crop_size
 from mrrecon.data.sample import Sample
 from mrrecon.metrics.image import compute_metrics
@@ -80,15 +80,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _device_of(method: Reconstructor) -> torch.device:
-    return torch.device(getattr(method, "device", "cpu"))
-
-
 def reconstruct_volume(method: Reconstructor, samples: Sequence[Sample]
                        ) -> tuple[list[torch.Tensor], list[float], list[float | None], list[int | None]]:
     """Reconstruct every slice: images (physical units, CPU), seconds, peak memory (MB) and network
-    evaluations per slice (``method.last_nfe`` when the method reports it)."""
-    device = _device_of(method)
+    evaluations per slice (``method.last_nfe``; None for methods without a network)."""
+    device = torch.device(method.device)
     images, seconds, mems, nfes = [], [], [], []
     for s in samples:
         with PeakMemory(device) as pm:
@@ -98,7 +94,7 @@ def reconstruct_volume(method: Reconstructor, samples: Sequence[Sample]
             _sync(device)
             seconds.append(time.perf_counter() - t0)
         mems.append(pm.peak_mb)
-        nfes.append(getattr(method, "last_nfe", None))
+        nfes.append(method.last_nfe)
         images.append(img.detach().abs().float().cpu() * s.meta.scale)
     return images, seconds, mems, nfes
 
@@ -112,7 +108,7 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
     m = samples[0].meta
     res = VolumeResult(method=method_name, file=m.file or "", mask=m.mask_type or "", accel=m.acceleration or 0.0,
                        effective_accel=float(np.mean([s.meta.effective_acceleration or 0.0 for s in samples])),
-                       n_slices=len(samples), data="multi-coil" if samples[0].is_multicoil else "single-coil")
+                       n_slices=len(samples), data=sample_kind(samples[0]))
     try:
         images, seconds, mems, nfes = reconstruct_volume(method, samples)
         target = torch.stack([s.target.abs().float().cpu() * s.meta.scale for s in samples])

@@ -56,7 +56,7 @@ from typing import Any
 import torch
 import yaml
 
-from mrrecon.core.reconstructor import MethodInfo, available, get_info, load, parse_method_spec
+from mrrecon.core.reconstructor import MethodInfo, Reconstructor, available, get_info, load, parse_method_spec
 from mrrecon.core.runner import VolumeResult, score_volume, summarise
 from mrrecon.core.weights import shipped_weights
 from mrrecon.data.datasets import PairedSliceDataset, samples_from_file
@@ -254,14 +254,8 @@ def select_methods(methods: str | Sequence[str]) -> tuple[list[str], list[dict]]
 
 
 def incompatibility(info: MethodInfo, sample: Sample) -> str | None:
-    """Why a method cannot run on this data, or None."""
-    if info.multicoil_only and not sample.is_multicoil:
-        return "multi-coil method, single-coil data"
-    if info.needs_reference and sample.reference is None:
-        return "needs a reference contrast (use --target-contrast/--reference-contrast on paired data)"
-    if info.singlecoil_only and sample.is_multicoil:
-        return "single-coil method, multi-coil data"
-    return None
+    """Why a method cannot run on this data, or None (``MethodInfo.incompatibility``)."""
+    return info.incompatibility(sample)
 
 
 def _uncertainty(built: dict, shown: dict, sample: Sample, cfg: BenchmarkConfig, echo) -> dict:
@@ -275,16 +269,6 @@ def _uncertainty(built: dict, shown: dict, sample: Sample, cfg: BenchmarkConfig,
     except Exception as exc:  # noqa: BLE001 -- a figure must not end the run
         echo(f"error: uncertainty maps of {sample.meta.file}: {exc}")
         return {}
-
-
-def count_parameters(method: Any) -> int | None:
-    fn = getattr(method, "num_parameters", None)
-    if callable(fn):
-        return int(fn())
-    model = getattr(method, "model", None)
-    if isinstance(model, torch.nn.Module):
-        return sum(p.numel() for p in model.parameters())
-    return None
 
 
 def with_complexity(rows: list[dict], methods: dict[str, dict]) -> list[dict]:
@@ -386,7 +370,7 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
     run.errors += list(problems)
     run.skipped += list(method_skips)
     run.skipped += more_skips
-    built: dict[str, Any] = {}
+    built: dict[str, Reconstructor] = {}
     for spec in specs:
         try:
             built[spec] = load(spec, device=cfg.device)
@@ -394,7 +378,7 @@ def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
             run.skipped.append({"method": spec, "file": None, "reason": str(exc)})
     for spec, method in built.items():
         info = get_info(parse_method_spec(spec)[0])
-        run.methods[spec] = {"description": info.description, "parameters": count_parameters(method),
+        run.methods[spec] = {"description": info.description, "parameters": method.num_parameters(),
                              "paper": info.paper}
     warmed: set[str] = set()
     figures: list[dict] = []

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.data.sample import Sample, SampleMeta
 from mrrecon.physics.fft import fft2c
 from mrrecon.physics.masks import make_mask
@@ -72,19 +73,15 @@ def synthetic_sample(shape: tuple[int, int] = (256, 256), coils: int = 1, *, mas
                   meta=SampleMeta(mask_type=mask_kind, acceleration=acceleration))
 
 
-def method_complexity(method: Any, sample: Sample | None = None, *, shape: tuple[int, int] = (256, 256),
+def method_complexity(method: Reconstructor, sample: Sample | None = None, *, shape: tuple[int, int] = (256, 256),
                       coils: int = 1) -> dict[str, Any]:
-    """``{"parameters", "gmacs", "shape", "coils"}`` of a registry method (or any object with ``reconstruct``).
+    """``{"parameters", "gmacs", "shape", "coils"}`` of a registry method.
 
-    ``parameters``: ``method.num_parameters()`` or the parameters of ``method.model`` (None for classical
-    methods); ``gmacs``: MACs / 1e9 of one ``reconstruct`` call on ``sample`` (default: a synthetic slice of
-    ``shape`` with ``coils`` coils and a reference image)."""
+    ``parameters``: ``method.num_parameters()`` (None for classical methods); ``gmacs``: MACs / 1e9 of one
+    ``reconstruct`` call on ``sample`` (default: a synthetic slice of ``shape`` with ``coils`` coils and a
+    reference image)."""
     sample = sample if sample is not None else synthetic_sample(shape, coils)
-    params = None
-    if callable(getattr(method, "num_parameters", None)):
-        params = int(method.num_parameters())
-    elif isinstance(getattr(method, "model", None), torch.nn.Module):
-        params = sum(p.numel() for p in method.model.parameters())
+    params = method.num_parameters()
     macs, _ = count_macs(method.reconstruct, sample)
     return {"parameters": params, "gmacs": macs / 1e9, "shape": list(sample.shape), "coils": sample.num_coils}
 

@@ -174,10 +174,10 @@ def uncertainty_grid_png(target: np.ndarray | None, maps: dict[str, tuple[np.nda
 
 
 def uncertainty_maps(methods: dict, sample, samples: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{name: (mean, std)} in physical units for the methods that expose ``reconstruct_with_uncertainty``."""
+    """{name: (mean, std)} in physical units for the methods that sample (``supports_uncertainty``)."""
     out = {}
     for name, method in methods.items():
-        if hasattr(method, "reconstruct_with_uncertainty"):
+        if method.supports_uncertainty:
             mean, std = method.reconstruct_with_uncertainty(sample, samples)
             scale = float(sample.meta.scale)
             out[name] = (mean.detach().float().cpu().numpy() * scale, std.detach().float().cpu().numpy() * scale)

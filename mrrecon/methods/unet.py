@@ -66,7 +66,7 @@ class UnetModel(PretrainedModel):
 
 def _build(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LearnedReconstructor:
     model = from_pretrained(checkpoint or DEFAULT_WEIGHTS, device=device, expected_type="unet")
-    return LearnedReconstructor(model, "unet", device)
+    return LearnedReconstructor(model, "unet", device, nfe=1)
 
 
 register(MethodInfo(
@@ -75,5 +75,6 @@ register(MethodInfo(
     description="fastMRI image-domain U-Net: zero-filled magnitude in, magnitude out (instance-normalised).",
     needs_weights=True,
     default_weights=DEFAULT_WEIGHTS,
+    nfe=1,
     paper="Zbontar et al., fastMRI: An Open Dataset and Benchmarks for Accelerated MRI, arXiv:1811.08839 (2018)",
 ))

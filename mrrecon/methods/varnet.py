@@ -10,8 +10,9 @@ Cascade t (paper eq. 4) refines the multi-coil k-space estimate k^t:
 * ``E(x) = (S_1 x, ..., S_C x)`` expands an image into coil images, ``R(x_1..C) = sum_c conj(S_c) x_c``
   reduces them (``SenseOperator.expand`` / ``.combine``); CNN is a ``NormUnet`` on the complex image;
 * the sensitivity maps S (eq. 5) come from a second ``NormUnet`` applied to every coil image of the ACS
-  region alone (the fully sampled centre found from the mask, other k-space zeroed), each output divided
-  by the RSS over coils, so sum_c |S_c|^2 = 1;
+  region alone (the fully sampled centre found from the mask by ``mrrecon.physics.kspace.acs_mask`` with the
+  fastMRI ``"symmetric"`` rule, other k-space zeroed), each output divided by the RSS over coils, so
+  sum_c |S_c|^2 = 1;
 * the output is the RSS over coils of F^-1 k^T (the fastMRI multi-coil target).
 
 Single-coil data (C = 1) run through the same network: the estimated "map" is then the unit-modulus phase
@@ -33,6 +34,7 @@ from mrrecon.nn.unet import NormUnet
 from mrrecon.physics.coils import rss
 from mrrecon.physics.consistency import soft_dc
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.kspace import acs_mask
 from mrrecon.physics.operators import SenseOperator
 
 DEFAULT_WEIGHTS = "varnet-small"
@@ -55,41 +57,6 @@ class VarNetConfig:
     residual: bool = False
 
 
-def acs_mask(mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The fully sampled centre block of each mask in a batch, as a bool ``(B, 1, H, W)`` mask.
-
-    Along W: the widest run of sampled columns symmetric about the centre column W // 2 (the run of the
-    centre row for 2-D masks), i.e. 2 min(left, right) columns where left/right count consecutive sampled
-    columns on either side (the fastMRI ``num_low_frequencies`` rule, made robust to a fully sampled side).
-    Along H: all rows for 1-D masks ``(B, 1, 1, W)``; for 2-D masks the same rule on the centre column.
-    At least the centre sample is kept.
-    """
-    h, w = shape
-    m = mask.to(torch.bool)
-    if m.ndim == 3:
-        m = m.unsqueeze(0)
-    b = m.shape[0]
-    m = m.reshape(b, m.shape[-2], m.shape[-1])
-    centre_row = m[:, m.shape[-2] // 2, :].expand(b, w) if m.shape[-2] > 1 else m[:, 0, :].expand(b, w)
-    cols = _symmetric_run(centre_row, w)
-    rows = torch.full_like(cols, h) if m.shape[-2] == 1 else _symmetric_run(m[:, :, w // 2].expand(b, h), h)
-    ri = torch.arange(h, device=m.device).view(1, h, 1)
-    ci = torch.arange(w, device=m.device).view(1, 1, w)
-    r0, c0 = (h // 2 - rows // 2).view(b, 1, 1), (w // 2 - cols // 2).view(b, 1, 1)
-    block = (ri >= r0) & (ri < r0 + rows.view(b, 1, 1)) & (ci >= c0) & (ci < c0 + cols.view(b, 1, 1))
-    return block.unsqueeze(1)
-
-
-def _symmetric_run(line: torch.Tensor, n: int) -> torch.Tensor:
-    """Per row of ``line`` (B, n) bool: the length of the sampled run centred on index n // 2."""
-    c = n // 2
-    right = torch.cumprod(line[:, c:].to(torch.int32), dim=1).sum(dim=1)  # includes the centre
-    left = torch.cumprod(line[:, :c].flip(1).to(torch.int32), dim=1).sum(dim=1)
-    run = 2 * torch.minimum(left, right)
-    # A lone sampled centre (or a one-sided run) still calibrates from the centre sample.
-    return torch.where(run > 0, run, torch.ones_like(run))
-
-
 class SensitivityModel(nn.Module):
     """Coil sensitivities from the ACS: NormUnet on each ACS-only coil image, normalised by the RSS.
 
@@ -104,7 +71,7 @@ class SensitivityModel(nn.Module):
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, c, h, w = kspace.shape
-        acs = acs_mask(mask, (h, w))
+        acs = acs_mask(mask, (h, w), rule="symmetric")  # the fastMRI centred-run rule (mrrecon.physics.kspace)
         images = ifft2c(kspace * acs).reshape(b * c, h, w)
         maps = self.norm_unet(images)
         if self.residual:
@@ -165,7 +132,7 @@ class VarNetModel(PretrainedModel):
 
 def _build(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LearnedReconstructor:
     model = from_pretrained(checkpoint or DEFAULT_WEIGHTS, device=device, expected_type="varnet")
-    return LearnedReconstructor(model, "varnet", device)
+    return LearnedReconstructor(model, "varnet", device, nfe=1)  # one pass through the cascades
 
 
 register(MethodInfo(
@@ -174,5 +141,6 @@ register(MethodInfo(
     description="E2E-VarNet: cascades of U-Net refinement with learned soft DC and an ACS sensitivity network.",
     needs_weights=True,
     default_weights=DEFAULT_WEIGHTS,
+    nfe=1,  # learned soft DC: no hard-DC claim
     paper="Sriram et al., End-to-End Variational Networks for Accelerated MRI Reconstruction, MICCAI 2020",
 ))

@@ -1,26 +1,38 @@
 """Data consistency, one implementation used by every method.
 
-- ``hard_dc``: replace measured k-space samples (SSDM eq. 4, LDPM eq. 3): k = (1 - M) k_pred + M y.
-- ``soft_dc``: blend at measured locations, k = (1 - M) k_pred + M ((1 - w) k_pred + w y). With
-  w = lam / (1 + lam) this is the noise-aware DC of Schlemper et al. (k + lam y) / (1 + lam); w = 0.5 is the
-  50/50 blend of the SSDM reference code.
+- ``hard_dc``: replace measured k-space samples (SSDM eq. 4, LDPM eq. 3, IMA eq. 19, AK-Diffusion's DC
+  correction): k = (1 - M) k_pred + M y.
+- ``soft_dc``: blend at measured locations, k = (1 - M) k_pred + M ((1 - w) k_pred + w y) = k - w M (k - y)
+  (E2E-VarNet's learned DC). With w = ``weight_from_lambda(lam)`` = lam / (1 + lam) this is the noise-aware DC
+  of Schlemper et al. (k + lam y) / (1 + lam), the closed-form ``prox_l2`` of the k-space-diagonal operators;
+  w = 0.5 is the 50/50 blend of the SSDM reference code.
 - ``dc_image``: the same in the image domain, single-coil or multi-coil through coil maps (per-coil DC, then
-  coil combination).
+  coil combination; SSDM Sec. III.C, LDPM's DC).
 - ``data_fidelity`` and ``data_fidelity_grad``: ||A x - y||^2 and its gradient 2 A^H (A x - y), for
-  gradient guidance (LDPM eqs. 10-11 use autograd through the decoder with ``data_fidelity``).
-- ``conjugate_gradient``: batched CG for (N + lam I) x = b with a Hermitian positive (semi-)definite N.
-- ``cg_dc``: the proximal DC step argmin_x ||A x - y||^2 + lam ||x - x_prior||^2.
+  gradient guidance (LDPM eqs. 10-11 use autograd through the decoder with ``data_fidelity``; IMA's eq. 15 is
+  a gradient step with ``data_fidelity_grad``).
+- ``conjugate_gradient``: batched CG for (N + lam I) x = b with a Hermitian positive (semi-)definite N, the
+  package's one CG (CG-SENSE, TV, SPIRiT, LORAKS, the SLR correction, and the operators' ``A_dagger`` and
+  ``prox_l2``, the CG-based proximal DC step argmin_x (gamma/2) ||A x - y||^2 + 1/2 ||x - z||^2).
+
+Operators (``mrrecon.physics.operators``) import this module, not the other way round: the functions here
+take any object with ``A`` / ``A_adjoint``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from mrrecon.physics.fft import fft2c, ifft2c
-from mrrecon.physics.operators import LinearOperator, real_mask
+from mrrecon.physics.kspace import real_mask
+
+if TYPE_CHECKING:
+    from mrrecon.physics.operators import LinearOperator
 
 
 def hard_dc(k_pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -36,8 +48,9 @@ def soft_dc(k_pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: f
 
 
 def weight_from_lambda(lam: float) -> float:
-    """Noise-aware DC weight lam / (1 + lam), for k = (k_pred + lam y) / (1 + lam) at sampled points."""
-    return lam / (1.0 + lam)
+    """Noise-aware DC weight lam / (1 + lam), for k = (k_pred + lam y) / (1 + lam) at sampled points
+    (lam = inf gives 1: hard DC)."""
+    return 1.0 if math.isinf(lam) else lam / (1.0 + lam)
 
 
 def dc_image(
@@ -60,9 +73,12 @@ def dc_image(
 
 
 def data_fidelity(x: torch.Tensor, y: torch.Tensor, op: LinearOperator) -> torch.Tensor:
-    """||A x - y||_2^2 per batch element (differentiable; LDPM's k-space guidance delta, eq. 10)."""
+    """||A x - y||_2^2 per batch element (differentiable; LDPM's k-space guidance delta, eq. 10).
+
+    Squares of the real and imaginary parts (no |r| = sqrt, whose gradient is undefined at r = 0). With y
+    non-zero off the mask the value gains the constant ||(1 - M) y||^2; the gradient does not change."""
     r = op.A(x) - y
-    return (r.abs() ** 2).flatten(1).sum(dim=1)
+    return (r.real ** 2 + r.imag ** 2).flatten(1).sum(dim=1)
 
 
 def data_fidelity_grad(x: torch.Tensor, y: torch.Tensor, op: LinearOperator) -> torch.Tensor:
@@ -123,16 +139,3 @@ def conjugate_gradient(
         p = r + batch_view(beta, p) * p
         rs = torch.where(active, rs_new, rs)
     return CGResult(x=x, iterations=it, residual_norm=rs.sqrt() / b_norm)
-
-
-def cg_dc(
-    x_prior: torch.Tensor,
-    y: torch.Tensor,
-    op: LinearOperator,
-    lam: float,
-    max_iter: int = 10,
-    tol: float = 1e-6,
-) -> torch.Tensor:
-    """argmin_x ||A x - y||^2 + lam ||x - x_prior||^2, i.e. (A^H A + lam I) x = A^H y + lam x_prior (by CG)."""
-    b = op.A_adjoint(y) + lam * x_prior
-    return conjugate_gradient(op.normal, b, x0=x_prior, lam=lam, max_iter=max_iter, tol=tol).x

@@ -10,6 +10,8 @@ A checkpoint is a folder ``<out_dir>/checkpoints/step-<NNNNNNN>/``:
 * ``trainer/optimizer.safetensors`` + ``optimizer.json``: optimiser state tensors (``state/<param>/<name>``)
   and the rest of its state dict (param groups, scalar state);
 * ``trainer/scheduler.json``, ``trainer/scaler.json`` (fp16 loss scaler, when used);
+* ``trainer/player.safetensors`` + ``player_optimizer.safetensors`` / ``.json``: a recipe's second player
+  (e.g. the GAN discriminator) and its optimiser, when the recipe has one;
 * ``trainer/rng-rank<R>.safetensors`` + ``.json``: torch (CPU and CUDA), numpy and Python RNG states of
   process R;
 * ``trainer/state.json``: step, epoch, best validation score, wall time, validation history.
@@ -139,15 +141,15 @@ def optimizer_state_from_files(tensors: dict[str, torch.Tensor], meta: dict[str,
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_optimizer_state(directory: Path, optimizer: torch.optim.Optimizer) -> None:
+def save_optimizer_state(directory: Path, optimizer: torch.optim.Optimizer, name: str = "optimizer") -> None:
     tensors, meta = optimizer_state_to_files(optimizer.state_dict())
-    write_tensors(directory / "optimizer.safetensors", tensors)
-    write_json(directory / "optimizer.json", meta)
+    write_tensors(directory / f"{name}.safetensors", tensors)
+    write_json(directory / f"{name}.json", meta)
 
 
-def load_optimizer_state(directory: Path, optimizer: torch.optim.Optimizer) -> None:
-    tensors = read_tensors(directory / "optimizer.safetensors")
-    meta = load_json(directory / "optimizer.json")
+def load_optimizer_state(directory: Path, optimizer: torch.optim.Optimizer, name: str = "optimizer") -> None:
+    tensors = read_tensors(directory / f"{name}.safetensors")
+    meta = load_json(directory / f"{name}.json")
     optimizer.load_state_dict(optimizer_state_from_files(tensors, meta))
 
 

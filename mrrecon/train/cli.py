@@ -1,8 +1,17 @@
-"""``mrrecon train CONFIG [--set key=value ...] [--resume] [--out DIR]`` (also ``python -m mrrecon.train``
-and ``accelerate launch -m mrrecon.train CONFIG``)."""
+"""``mrrecon train CONFIG [--stage NAME] [--set key=value ...] [--resume] [--out DIR]`` (also
+``python -m mrrecon.train`` and ``accelerate launch -m mrrecon.train CONFIG``).
+
+``accelerate launch --cpu --num_processes N`` starts a single process in accelerate 1.x (it runs N CPU
+processes only through MPI); ``python -m mrrecon.train`` notices that launch (``MASTER_PORT`` set by accelerate,
+no ``WORLD_SIZE``) and starts the N processes itself with ``torch.distributed.run`` (gloo), so the command
+does what it says."""
 
 from __future__ import annotations
 
+import math
+import os
+import shlex
+import subprocess
 import sys
 
 import click
@@ -13,29 +22,84 @@ from mrrecon.errors import MRReconError
 @click.command("train")
 @click.argument("config_file", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set optim.lr=1e-4 --set data.accelerations=[4,8]. Repeatable.")
-@click.option("--resume", is_flag=True, help="Continue the run in the output folder from its latest checkpoint.")
+              help="Override a config value, e.g. --set optim.lr=1e-4 --set data.accelerations=[4,8]; in a config "
+                   "with stages it applies to every stage, --set stages.NAME.KEY=VALUE to one. Repeatable.")
+@click.option("--stage", "stages", multiple=True, metavar="NAME",
+              help="Run only this stage of a config with stages (repeatable; default: every stage in order).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in the output folder from its latest checkpoint (with stages: skip the "
+                   "finished ones, resume the current one at its exact step).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Output folder (default: train.out_dir of the config).")
-def train_command(config_file, overrides, resume, out_dir):
-    """Train a learned model from a YAML CONFIG (configs/<method>-small.yaml, configs/<method>-paper.yaml)."""
-    from mrrecon.train.config import load_config
-    from mrrecon.train.trainer import train
+              help="Output folder (default: train.out_dir of the config; with stages, stage S runs in OUT/S).")
+def train_command(config_file, overrides, stages, resume, out_dir):
+    """Train learned models from a YAML CONFIG (configs/<method>-small.yaml, configs/<method>-paper.yaml)."""
+    from mrrecon.train.config import load_stages
+    from mrrecon.train.stages import run_stages
 
-    config = load_config(config_file, list(overrides))
-    if out_dir is not None:
-        config.train.out_dir = str(out_dir)
-    result = train(config, resume=resume)
-    if result.final_dir is not None:
-        val = result.last_validation
-        summary = f"; validation PSNR {val['psnr']:.3f} dB, SSIM {val['ssim']:.4f}" if val else ""
-        click.echo(f"trained {result.step} steps in {result.wall_time_s:.0f} s{summary}; weights in {result.final_dir}")
+    overrides = list(overrides) + ([f"train.out_dir={out_dir}"] if out_dir is not None else [])
+    plan = load_stages(config_file, overrides)
+    command = " ".join(["mrrecon train", shlex.quote(str(config_file)),
+                        *(f"--stage {shlex.quote(n)}" for n in stages),
+                        *(f"--set {shlex.quote(o)}" for o in overrides if not o.startswith("train.out_dir=")),
+                        *(["--out", shlex.quote(str(out_dir))] if out_dir is not None else [])])
+    outcomes = run_stages(plan, resume=resume, only=list(stages) or None, command=command, echo=click.echo)
+    for o in outcomes:
+        r = o.result
+        if r is None or r.final_dir is None:
+            continue
+        val = r.last_validation or {}
+        summary = ""
+        if math.isfinite(val.get("psnr", math.nan)):
+            summary = f"; validation PSNR {val['psnr']:.3f} dB, SSIM {val['ssim']:.4f}"
+        elif "val_loss" in val:
+            summary = f"; held-out loss {val['val_loss']:.5g}"
+        what = f"stage {o.stage}: " if o.stage else ""
+        timing = f" (stopped on time, of {r.max_steps})" if r.stopped_on_time else ""
+        click.echo(f"{what}trained {r.step} steps{timing} in {r.wall_time_s:.0f} s{summary}; weights in {r.final_dir}")
+
+
+def _accelerate_cpu_processes() -> int:
+    """N of an ``accelerate launch --cpu --num_processes N`` that started this process alone (0 otherwise).
+
+    accelerate's simple launcher sets ACCELERATE_USE_CPU and, for N > 1, MASTER_PORT, but starts one process
+    and no RANK / WORLD_SIZE; N is read from the launcher's own command line (Linux /proc)."""
+    if os.environ.get("WORLD_SIZE") or os.environ.get("RANK") or os.environ.get("PMI_SIZE") \
+            or os.environ.get("OMPI_COMM_WORLD_SIZE"):
+        return 0
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("true", "1") or not os.environ.get("MASTER_PORT"):
+        return 0
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+    except OSError:
+        return 0
+    for i, a in enumerate(argv):
+        if a.startswith("--num_processes=") or a.startswith("--num-processes="):
+            return int(a.split("=", 1)[1])
+        if a in ("--num_processes", "--num-processes") and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return 0
+
+
+def _relaunch(n: int, argv: list[str]) -> int:
+    """Start ``n`` gloo processes of ``python -m mrrecon.train ARGS`` with torch.distributed.run."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--nnodes", "1",
+           "--master_addr", os.environ.get("MASTER_ADDR", "127.0.0.1"), "--master_port", os.environ["MASTER_PORT"],
+           "-m", "mrrecon.train", *argv]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true")
+    print(f"accelerate launch --cpu started one process; starting {n} CPU processes (torch.distributed.run, gloo)",
+          file=sys.stderr, flush=True)
+    return subprocess.call(cmd, env=env)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m mrrecon.train``: mrrecon errors become one line and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    n = _accelerate_cpu_processes() if argv is None else 0
+    if n > 1:
+        sys.exit(_relaunch(n, args))
     try:
-        train_command.main(args=argv, prog_name="python -m mrrecon.train", standalone_mode=False)
+        train_command.main(args=args, prog_name="python -m mrrecon.train", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -1,6 +1,6 @@
 """Training configuration: typed dataclasses loaded from YAML, overridden with ``key.path=value``.
 
-A config file has five sections (every key optional; defaults below, documented in docs/training.md):
+A config file has six sections (every key optional; defaults below, documented in docs/training.md):
 
 .. code-block:: yaml
 
@@ -9,6 +9,10 @@ A config file has five sections (every key optional; defaults below, documented 
     data:  {source: simulated, crop: [128, 128], mask_kinds: [random1d], accelerations: [4, 8], ...}
     optim: {name: adam, lr: 1.0e-3, scheduler: cosine, warmup_steps: 50, ...}
     train: {max_steps: 2000, batch_size: 4, ema_decay: 0.999, checkpoint_every: 500, out_dir: runs/unet-small}
+    recipe: {name: default, params: {}}       # how a step trains (mrrecon.train.recipe)
+
+and optionally a list of ``stages:`` (``mrrecon.train.stages``), each a ``name`` plus any of the sections
+above, merged over the base config.
 
 ``load_config(path, overrides=["optim.lr=1e-4", "train.max_steps=10"])`` reads the file, applies the
 overrides (values parsed as YAML scalars or lists: ``data.accelerations=[4,8]``), checks every key and
@@ -35,13 +39,19 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
+    "RecipeConfig",
     "SimulationConfig",
     "TrainConfig",
     "TrainingConfig",
     "apply_overrides",
+    "Stage",
+    "StagePlan",
     "config_from_dict",
+    "config_from_values",
     "config_to_dict",
     "load_config",
+    "load_stages",
+    "read_yaml",
     "save_config",
 ]
 
@@ -52,8 +62,9 @@ class ModelConfig:
 
     type: str = "unet"
     params: dict[str, Any] = field(default_factory=dict)
-    # warm start: a pretrained folder whose tensors are copied where name and shape match (others keep their
-    # initialisation), e.g. the IMA stage sweep starts T stages from the trained 12-stage model
+    # warm start: a pretrained folder (or the name of an earlier stage) whose tensors are copied where name
+    # and shape match (others keep their initialisation), e.g. the IMA stage sweep starts T stages from the
+    # trained 12-stage model
     init_from: str | None = None
 
 
@@ -144,10 +155,14 @@ class TrainingConfig:
     """
 
     max_steps: int = 1000
+    max_epochs: int = 0  # > 0: max_steps = max_epochs x steps per epoch (the papers count epochs)
+    max_time_s: float = 0.0  # > 0: stop cleanly (checkpoint + final export) after this many seconds of a session
     batch_size: int = 4
     grad_accum: int = 1
+    updates_per_batch: int = 1  # optimiser steps per loaded batch (each with its own noise draws; CPU economy)
     loss: str = "l1"
-    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU); forced to "no" on CPU
+    mixed_precision: str = "no"  # no | bf16 (CPU and GPU autocast) | fp16 (GPU, with a loss scaler)
+    channels_last: bool = False  # models (and frozen helpers) in channels_last memory format
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t))
@@ -155,14 +170,24 @@ class TrainingConfig:
     val_every: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    select_metric: str = "psnr"  # psnr | ssim: validation metric that picks the best checkpoint
+    select_metric: str = "psnr"  # psnr | ssim | val_loss (lower is better): picks the best checkpoint
     log_every: int = 10  # TensorBoard / console; the CSV gets every step
     out_dir: str = "runs/train"
+    export_dir: str | None = None  # also copy final/ here at the end (e.g. weights/ldpm-small/sketcher)
     threads: int = 0  # torch.set_num_threads when > 0
     progress: bool = True
     tensorboard: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
     cpu: bool = False  # force CPU even with a GPU
+
+
+@dataclass
+class RecipeConfig:
+    """Which recipe trains the model (``mrrecon.train.recipe``; ``default``: ``model.training_loss``) and its
+    parameters (the recipe's own typed dataclass; unknown keys are errors)."""
+
+    name: str = "default"
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +199,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainingConfig = field(default_factory=TrainingConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,24 +313,43 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
     return values
 
 
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (ConfigError when missing or not a mapping)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    return loaded or {}
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
-                base: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML config (or start from ``base``/defaults), apply overrides, validate, return it."""
+                base: dict[str, Any] | None = None, stage: str | None = None) -> TrainConfig:
+    """Read a YAML config (or start from ``base``/defaults), apply overrides, validate, return it.
+
+    A config with ``stages:`` needs ``stage``: the resolved config of that stage (:func:`load_stages`)."""
     values: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections")
-        values = loaded or {}
+        values = read_yaml(path)
     elif base is not None:
         values = yaml.safe_load(yaml.safe_dump(base))  # deep copy
+    if "stages" in values:
+        plan = load_stages(path, overrides, base=None if path is not None else values)
+        if stage is None:
+            raise ConfigError(f"{path or 'the config'} has stages {plan.names()}: name one (--stage NAME)")
+        return plan.get(stage).config
+    if stage is not None:
+        raise ConfigError(f"{path or 'the config'} has no stages; cannot select stage {stage!r}")
     values = apply_overrides(values, list(overrides))
+    return config_from_values(values)
+
+
+def config_from_values(values: dict[str, Any]) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a nested dict."""
     config = config_from_dict(TrainConfig, values, "")
     validate(config)
     return config
@@ -318,12 +363,13 @@ def validate(config: TrainConfig) -> None:
         "optim.name": (o.name, ("adam", "adamw", "rmsprop", "sgd")),
         "optim.scheduler": (o.scheduler, ("constant", "cosine", "step")),
         "train.mixed_precision": (t.mixed_precision, ("no", "fp16", "bf16")),
-        "train.select_metric": (t.select_metric, ("psnr", "ssim")),
+        "train.select_metric": (t.select_metric, ("psnr", "ssim", "val_loss")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {list(allowed)}; got {value!r}")
-    positive = {"train.max_steps": t.max_steps, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum}
+    positive = {"train.max_steps": t.max_steps, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum,
+                "train.updates_per_batch": t.updates_per_batch}
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1; got {value}")
@@ -331,6 +377,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"train.ema_decay must be in [0, 1); got {t.ema_decay}")
     if o.lr <= 0:
         raise ConfigError(f"optim.lr must be > 0; got {o.lr}")
+    if t.max_epochs < 0 or t.max_time_s < 0:
+        raise ConfigError(f"train.max_epochs and train.max_time_s must be >= 0; got {t.max_epochs}, {t.max_time_s}")
     if d.crop is not None and d.crop != "recon":
         if not (isinstance(d.crop, list) and len(d.crop) == 2 and all(isinstance(c, int) and c > 0 for c in d.crop)):
             raise ConfigError(f"data.crop must be [h, w], 'recon' or null; got {d.crop!r}")
@@ -346,3 +394,149 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically)."""
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
     return atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------------------------------
+# stages: several runs described by one file
+# --------------------------------------------------------------------------------------------------
+_STAGE_KEYS = ("name", "model", "data", "optim", "train", "recipe")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in: mappings recursively, everything else (lists too) replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _copy(values: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(values))
+
+
+@dataclass
+class Stage:
+    """One run of a plan: ``name`` ("" for a config without stages) and its resolved config (``train.out_dir``
+    is the stage's run folder)."""
+
+    name: str
+    config: TrainConfig
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.train.out_dir)
+
+
+@dataclass
+class StagePlan:
+    """The stages of a config file in order (one unnamed stage for a config without ``stages:``)."""
+
+    name: str
+    root: Path  # train.out_dir of the file: stage S runs in root / S
+    stages: list[Stage]
+    staged: bool
+    source: str | None = None  # the config file
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def get(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no stage {name!r}; stages: {self.names()}")
+
+    def output(self, name: str) -> Path | None:
+        """Where stage ``name``'s trained model is: its run's final/ when complete, else its export folder."""
+        stage = self.get(name)
+        final = stage.out_dir / "final"
+        if (final / "config.json").is_file():
+            return final
+        export = stage.config.train.export_dir
+        if export and (Path(export) / "config.json").is_file():
+            return Path(export)
+        return None
+
+    def resolve(self, ref: str | None) -> str | None:
+        """A model reference: the name of a stage of this plan (its output, which must exist by now), else a
+        folder or a name under weights/ (returned unchanged)."""
+        if ref is None or not self.staged or ref not in self.names():
+            return ref
+        out = self.output(ref)
+        if out is None:
+            raise ConfigError(f"stage {ref!r} has no trained model yet (neither {self.get(ref).out_dir / 'final'} "
+                              f"nor its export_dir): run it first (mrrecon train CONFIG --stage {ref})")
+        return str(out)
+
+
+def _stage_entry(entry: Any, i: int) -> dict[str, Any]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise ConfigError(f"stages[{i}]: each stage is a mapping with a 'name'")
+    unknown = sorted(set(entry) - set(_STAGE_KEYS))
+    if unknown:
+        raise ConfigError(f"stages[{i}] ({entry['name']}): unknown key(s) {unknown}; valid keys: {list(_STAGE_KEYS)}")
+    name = entry["name"]
+    if not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise ConfigError(f"stage name {name!r}: use letters, digits, '-', '_', '.'")
+    entry = _copy(entry)
+    if isinstance(entry.get("recipe"), str):
+        entry["recipe"] = {"name": entry["recipe"]}
+    if "out_dir" in (entry.get("train") or {}):
+        raise ConfigError(f"stage {name!r}: train.out_dir is set at the top level only (stage S runs in "
+                          "<out_dir>/S)")
+    return entry
+
+
+def load_stages(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: dict[str, Any] | None = None) -> StagePlan:
+    """The stages of a config (a file or ``base``), each resolved and validated.
+
+    Each stage's sections are merged over the top-level ones (mappings key by key, other values replaced;
+    a stage whose ``model`` names a ``type`` replaces the whole model section). Overrides ``a.b=v`` apply to
+    every stage (after its own sections), ``stages.NAME.a.b=v`` to stage NAME only. Stage S runs in
+    ``<train.out_dir>/S``. A config without ``stages:`` is one unnamed stage, exactly as :func:`load_config`.
+    """
+    values = read_yaml(path) if path is not None else _copy(base or {})
+    overrides = list(overrides or ())
+    entries = values.pop("stages", None)
+    if entries is None:
+        if any(o.split("=", 1)[0].split(".")[0] == "stages" for o in overrides):
+            raise ConfigError("stages.NAME.key=value overrides need a config with stages")
+        config = config_from_values(apply_overrides(values, overrides))
+        return StagePlan(config.name, Path(config.train.out_dir), [Stage("", config)], staged=False,
+                         source=None if path is None else str(path))
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("stages: expected a non-empty list of stages")
+    entries = [_stage_entry(e, i) for i, e in enumerate(entries)]
+    names = [e["name"] for e in entries]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"stage names must be unique; got {names}")
+    common, per_stage = [], {n: [] for n in names}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip().split(".")
+        if key[0] == "stages":
+            if len(key) < 3 or key[1] not in per_stage:
+                raise ConfigError(f"override {item!r}: expected stages.NAME.key=value with NAME one of {names}")
+            per_stage[key[1]].append(item.split(".", 2)[2])
+        else:
+            common.append(item)
+    top = apply_overrides(_copy(values), common)
+    top_config = config_from_values(_copy(top))  # the top level alone must be valid too
+    root = Path(top_config.train.out_dir)
+    stages = []
+    for entry in entries:
+        name = entry.pop("name")
+        merged = _copy(top)
+        model = entry.pop("model", None)
+        if model is not None:
+            merged["model"] = model if "type" in model else _deep_merge(merged.get("model") or {}, model)
+        merged = _deep_merge(merged, entry)
+        merged = apply_overrides(merged, common + per_stage[name])
+        merged.setdefault("train", {})["out_dir"] = str(root / name)
+        merged["name"] = f"{top_config.name}/{name}"
+        try:
+            config = config_from_values(merged)
+        except ConfigError as exc:
+            raise ConfigError(f"stage {name!r}: {exc}") from exc
+        stages.append(Stage(name, config))
+    return StagePlan(top_config.name, root, stages, staged=True, source=None if path is None else str(path))

@@ -16,18 +16,21 @@ projection leaves unchanged). Variants (``subspace=`` option of the methods; pap
 * ``identity``: Sbar Sbar^* = I, the isotropic ablation ``akdiff-no-sscoil``.
 
 Every operator has ``project(z)`` (Sbar Sbar^* z) and ``combined_energy(v)`` (||Sbar^* v||^2 per batch
-element, the norm in the loss of eq. 11).
+element, the norm in the loss of eq. 11). The maps variants apply the fully sampled SENSE operator
+(``mrrecon.physics.operators.SenseOperator``): Sbar Sbar^* = A A^H.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mrrecon.classical.kspace_patches import Neighbourhood, as_batch, resolve_acs
+from mrrecon.classical.kspace_patches import Neighbourhood, resolve_acs
 from mrrecon.classical.slr import DEFAULT_RADIUS, Nullspace, estimate_nullspace
 from mrrecon.errors import ConfigError
 from mrrecon.physics.coils import espirit_maps, sos_maps
-from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.fft import ifft2c
+from mrrecon.physics.kspace import as_batch
+from mrrecon.physics.operators import SenseOperator
 
 __all__ = ["SUBSPACES", "CoilSubspace", "IdentitySubspace", "MapsSubspace", "SLRSubspace", "estimate_subspace"]
 
@@ -48,17 +51,21 @@ class CoilSubspace:
 
 
 class MapsSubspace(CoilSubspace):
-    """Sbar Sbar^* from coil maps (B, C, H, W) (unit norm per pixel where non-zero)."""
+    """Sbar Sbar^* from coil maps (B, C, H, W) (unit norm per pixel where non-zero).
+
+    Sbar^* = S^* F^-1 and Sbar = F S are the adjoint and the forward model of the fully sampled SENSE operator
+    (``SenseOperator(maps)``, mask None), so Sbar Sbar^* = A A^H."""
 
     def __init__(self, maps: torch.Tensor):
         self.maps = as_batch(maps)[0]
+        self.op = SenseOperator(self.maps)
 
     def combine(self, z: torch.Tensor) -> torch.Tensor:
         """S^* F^-1 z: (B, C, H, W) k-space -> (B, 1, H, W) coil-combined image (||.|| = ||Sbar^* z||)."""
-        return (self.maps.conj() * ifft2c(z)).sum(dim=-3, keepdim=True)
+        return self.op.A_adjoint(z).unsqueeze(-3)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
-        return fft2c(self.maps * self.combine(z))
+        return self.op.A(self.op.A_adjoint(z))
 
     def combined_energy(self, v: torch.Tensor) -> torch.Tensor:
         return self.combine(v).abs().square().flatten(1).sum(-1)

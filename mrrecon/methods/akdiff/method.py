@@ -14,11 +14,13 @@ k-space is divided by the peak of its zero-filled RSS image before sampling and 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
+from typing import Annotated
 
 import torch
 
 from mrrecon.core.pretrained import from_pretrained
-from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.core.reconstructor import MethodInfo, Reconstructor, factory_options, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import DataError
 from mrrecon.methods.akdiff.model import AKDiffusionModel
@@ -33,7 +35,7 @@ NO_SSCOIL_WEIGHTS = "akdiff-no-sscoil-small"
 PAPER = "Cui, Liu et al., Physics-Informed DeepMRI: Bridging the Gap from Heat Diffusion to k-Space Interpolation"
 
 
-class AKDiffusionReconstructor:
+class AKDiffusionReconstructor(Reconstructor):
     """Reconstructor: PC sampling of the reverse AK-Diffusion -> RSS magnitude (H, W)."""
 
     def __init__(self, name: str = "akdiff", checkpoint: str | None = None, device: str | torch.device = "cpu",
@@ -44,9 +46,6 @@ class AKDiffusionReconstructor:
                                                        expected_type="akdiff")
         self.sampler = PCSampler(self.model, SamplerSettings(**settings))
         self.last_nfe = 0
-
-    def num_parameters(self) -> int:
-        return self.model.num_parameters()
 
     @torch.no_grad()
     def reconstruct(self, sample: Sample) -> torch.Tensor:
@@ -59,67 +58,73 @@ class AKDiffusionReconstructor:
         return image.clamp_min(0).cpu()
 
 
-_OPTIONS = {
-    "steps": "N predictor steps (paper: 50)",
-    "corrector_steps": "M corrector steps per predictor step (paper: 1)",
-    "snr": "r, the corrector's signal-to-noise ratio (step size); default 0.16",
-    "lam": "lambda of line 6 (proximity to the network estimate); default 1",
-    "correction": "line 6: slr (paper) | dc (data consistency only) | none",
-    "data_weight": "line 6 data term: null = M z = y exactly (default); a number d gives (d/2)||Mz - y||^2",
-    "slr_iters": "CG iterations of line 6 per step; default 10",
-    "kernel_radius": "LORAKS neighbourhood radius of the SLR term; default 2",
-    "energy": "rank rule of the SLR null space (fraction of ACS energy); default 0.999",
-    "subspace": "Sbar Sbar^*: espirit (paper) | sos | slr | identity",
-    "calib_size": "ESPIRiT calibration region; default 24",
-    "seed": "sampler seed (initial noise and every noise draw); default 0",
-}
+_S = SamplerSettings  # the defaults of every option
 
 
-def _factory(name: str, default_weights: str, **fixed):
-    def build(checkpoint: str | None = None, device: str | torch.device = "cpu", **options):
-        settings = {**fixed, **options}
-        return AKDiffusionReconstructor(name, checkpoint, device, default_weights, **settings)
-    return build
+def _build(name: str, default_weights: str, checkpoint: str | None = None, device: str | torch.device = "cpu", *,
+           steps: Annotated[int, "N predictor steps"] = _S.steps,
+           corrector_steps: Annotated[int, "M corrector steps per predictor step"] = _S.corrector_steps,
+           snr: Annotated[float, "r, the corrector's signal-to-noise ratio (step size)"] = _S.snr,
+           lam: Annotated[float, "lambda of line 6 (proximity to the network estimate)"] = _S.lam,
+           correction: Annotated[str, "line 6: slr (paper) | dc (data consistency only) | none"] = _S.correction,
+           data_weight: Annotated[float | None, "line 6 data term: null = M z = y exactly (default); a number d "
+                                                "gives (d/2)||Mz - y||^2"] = _S.data_weight,
+           slr_iters: Annotated[int, "CG iterations of line 6 per step"] = _S.slr_iters,
+           kernel_radius: Annotated[float, "LORAKS neighbourhood radius of the SLR term"] = _S.kernel_radius,
+           energy: Annotated[float, "rank rule of the SLR null space (fraction of ACS energy)"] = _S.energy,
+           subspace: Annotated[str, "Sbar Sbar^*: espirit (paper) | sos | slr | identity"] = _S.subspace,
+           calib_size: Annotated[int, "ESPIRiT calibration region"] = _S.calib_size,
+           seed: Annotated[int, "sampler seed (initial noise and every noise draw)"] = _S.seed,
+           ) -> AKDiffusionReconstructor:
+    return AKDiffusionReconstructor(name, checkpoint, device, default_weights, steps=steps,
+                                    corrector_steps=corrector_steps, snr=snr, lam=lam, correction=correction,
+                                    data_weight=data_weight, slr_iters=slr_iters, kernel_radius=kernel_radius,
+                                    energy=energy, subspace=subspace, calib_size=calib_size, seed=seed)
 
 
-def _options(**fixed) -> dict[str, str]:
-    return {k: v for k, v in _OPTIONS.items() if k not in fixed}
+# every setting of Algorithm 1 is an option
+assert set(factory_options(partial(_build, "akdiff", DEFAULT_WEIGHTS))) == {f.name for f in dataclasses.fields(_S)}
 
 
-_NO_SSCOIL = {"subspace": "identity"}
-assert {f.name for f in dataclasses.fields(SamplerSettings)} == set(_OPTIONS)
+def _nfe(method: AKDiffusionReconstructor) -> int:
+    """N (1 + M): one score evaluation per predictor step and per corrector step."""
+    s = method.sampler.settings
+    return s.steps * (1 + s.corrector_steps)
 
+
+# No hard-DC claim: line 6 makes the network's estimate consistent, but the sample z_0 takes the predictor's and
+# corrector's noise and score steps after it, so the output does not keep the measured samples exactly.
 register(MethodInfo(
     name="akdiff",
-    factory=_factory("akdiff", DEFAULT_WEIGHTS),
+    factory=partial(_build, "akdiff", DEFAULT_WEIGHTS),
+    nfe=_nfe,
     description="AK-Diffusion: k-space heat-diffusion SDE with coil-subspace noise, PC sampling (N=50, M=1) with "
                 "SLR/LORAKS correction; RSS.",
     multicoil_only=True,
     needs_weights=True,
     default_weights=DEFAULT_WEIGHTS,
     paper=PAPER,
-    options=_options(),
 ))
 register(MethodInfo(
     name="akdiff-no-sscoil",
     ablation_of="akdiff",
-    factory=_factory("akdiff-no-sscoil", NO_SSCOIL_WEIGHTS, **_NO_SSCOIL),
+    factory=partial(_build, "akdiff-no-sscoil", NO_SSCOIL_WEIGHTS, subspace="identity"),
+    nfe=_nfe,
     description="AK-Diffusion ablation (Table II): identity instead of Sbar Sbar^* in forward, reverse and loss "
                 "(network trained with isotropic noise).",
     multicoil_only=True,
     needs_weights=True,
     default_weights=NO_SSCOIL_WEIGHTS,
     paper=PAPER,
-    options=_options(**_NO_SSCOIL),
 ))
 register(MethodInfo(
     name="akdiff-no-slr",
     ablation_of="akdiff",
-    factory=_factory("akdiff-no-slr", DEFAULT_WEIGHTS, correction="dc"),
+    factory=partial(_build, "akdiff-no-slr", DEFAULT_WEIGHTS, correction="dc"),
+    nfe=_nfe,
     description="AK-Diffusion ablation (Table II): data consistency only in line 6 (no SLR term).",
     multicoil_only=True,
     needs_weights=True,
     default_weights=DEFAULT_WEIGHTS,
     paper=PAPER,
-    options=_options(correction="dc"),
 ))

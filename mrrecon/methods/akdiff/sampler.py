@@ -24,18 +24,20 @@ Line 6 (``correction``):
   (AC-LORAKS calibration), warm-started CG. ``data_weight=None`` (default) solves the PI model's
   constrained form (M z = y exactly, "min ||H(z) N||^2 s.t. M z = y" searched near z0'); a number d gives the
   literal soft objective with (d/2) ||M z - y||^2 (paper: d = 1);
-* ``dc`` (ablation "w/o SLR"): data consistency only: hard replacement (``data_weight=None``), or the closed form
-  of (d/2) ||M z - y||^2 + lam ||z - z0'||^2;
+* ``dc`` (ablation "w/o SLR"): data consistency only: hard replacement (``hard_dc``, ``data_weight=None``), or
+  argmin (d/2) ||M z - y||^2 + lam ||z - z0'||^2, the k-space sampling operator's proximal step
+  ``KSpaceMask(M).prox_l2(z0', y, gamma = d / (2 lam))`` (closed form: soft DC with weight d / (d + 2 lam));
 * ``none``: z0'' = z0' (no PI correction; for analysis).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from mrrecon.classical.kspace_patches import Neighbourhood, mask_as_grid, resolve_acs
+from mrrecon.classical.kspace_patches import Neighbourhood, resolve_acs
 from mrrecon.classical.slr import DEFAULT_ENERGY, DEFAULT_RADIUS, estimate_nullspace, slr_correct
 from mrrecon.errors import ConfigError, ShapeError
 from mrrecon.methods.akdiff.coil_subspace import SUBSPACES, estimate_subspace
@@ -43,7 +45,8 @@ from mrrecon.methods.akdiff.sde import complex_noise
 from mrrecon.physics.coils import rss
 from mrrecon.physics.consistency import hard_dc
 from mrrecon.physics.fft import ifft2c
-from mrrecon.physics.operators import real_mask
+from mrrecon.physics.kspace import mask_as_grid, real_mask
+from mrrecon.physics.operators import KSpaceMask
 
 __all__ = ["CORRECTIONS", "PCSampler", "SamplerSettings"]
 
@@ -96,8 +99,11 @@ class PCSampler:
         if s.correction == "dc":
             if s.data_weight is None:
                 return lambda z: hard_dc(z, y, m)
-            d2 = 0.5 * s.data_weight  # argmin (d/2)||Mz - y||^2 + lam ||z - z'||^2, per sample
-            return lambda z: z * (1 - m) + m * (d2 * y + s.lam * z) / (d2 + s.lam)
+            # argmin (d/2)||Mz - y||^2 + lam ||z - z'||^2 = argmin (gamma/2)||Mz - y||^2 + 1/2 ||z - z'||^2
+            # with gamma = d / (2 lam) (lam = 0: data only), per sample
+            op = KSpaceMask(m)
+            gamma = 0.5 * s.data_weight / s.lam if s.lam > 0 else math.inf
+            return lambda z: op.prox_l2(z, y, gamma)
         nb = Neighbourhood.disc(s.kernel_radius)
         ns = estimate_nullspace(resolve_acs(y, mask_as_grid(mask, y), None, nb), nb, energy=s.energy)
         op = ns.operator(tuple(y.shape[-2:]), "zero", y.device)

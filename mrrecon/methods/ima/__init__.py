@@ -15,14 +15,17 @@ e.g. a stage-sweep model: ``ima:weights=runs/ima-sweep/t6/final``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from mrrecon.core.pretrained import LearnedReconstructor, from_pretrained
-from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.core.reconstructor import SINGLE_COIL, MethodInfo, register
+from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ima.model import IMAConfig, IMAModel
 
-__all__ = ["IMAConfig", "IMAModel", "VARIANTS"]
+__all__ = ["IMAConfig", "IMAModel", "IMAReconstructor", "VARIANTS"]
 
 PAPER = ("Zheng, Yao, Shen, Li, Jiang, Breaking Information Isolation: Accelerating MRI via Inter-sequence "
          "Mapping and Progressive Masking, AAAI 2025")
@@ -40,18 +43,33 @@ VARIANTS = {
 }
 
 
+class IMAReconstructor(LearnedReconstructor):
+    """An IMA model as a Reconstructor (one network evaluation per slice), with the complex image too."""
+
+    @torch.no_grad()
+    def reconstruct_complex(self, sample: Sample) -> torch.Tensor:
+        """(H, W) complex X_out in the sample's units; with ``output_dc`` (the default) its measured k-space
+        samples are the input's."""
+        batch, scale = self.normalised_batch(sample)
+        out = self.model(batch.kspace, batch.mask, batch.reference, return_all=True)["complex"][0] * scale
+        self.last_nfe = self.nfe
+        return out
+
+
 def _factory(name: str):
     default, flags, _ = VARIANTS[name]
 
-    def build(checkpoint: str | None = None, weights: str | None = None, device: str | torch.device = "cpu"
-              ) -> LearnedReconstructor:
+    def build(checkpoint: str | None = None,
+              weights: Annotated[str | None, "weights folder (path or name under weights/) instead of the "
+                                             "default"] = None,
+              device: str | torch.device = "cpu") -> IMAReconstructor:
         checkpoint = checkpoint or (None if weights is None else str(weights))
         model = from_pretrained(checkpoint or default, device=device, expected_type="ima")
         wrong = {k: getattr(model.config, k) for k, v in flags.items() if getattr(model.config, k) != v}
         if wrong:
             raise ConfigError(f"{name}: checkpoint {checkpoint or default} is not this variant ({wrong}; expected "
                               f"{flags})")
-        return LearnedReconstructor(model, name, device)
+        return IMAReconstructor(model, name, device, nfe=1)
 
     return build
 
@@ -61,8 +79,9 @@ def _register() -> None:
         register(MethodInfo(
             name=name, factory=_factory(name), description=description,
             needs_reference=bool(flags["use_reference"]), needs_weights=True, default_weights=default, paper=PAPER,
-            singlecoil_only=True, ablation_of=None if name == "ima" else "ima",
-            options={"weights": "weights folder (path or name under weights/) instead of the default"}))
+            singlecoil_only=True, ablation_of=None if name == "ima" else "ima", nfe=1,
+            # the decoded image gets the measured samples back (output_dc), then its magnitude is returned
+            hard_dc=lambda m: {SINGLE_COIL: "image"} if m.model.config.output_dc else {}))
 
 
 _register()

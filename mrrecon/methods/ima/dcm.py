@@ -13,7 +13,8 @@ see docs/ima.md). Every sample of a batch gets its own schedule (its own mask an
 
 Eqs. 18-19 (per stage, in the k-space of the C-channel features): inside the current dilated mask the
 previous estimate is kept, outside it the new one is taken (eq. 18); then the originally measured samples are
-restored from the embedded measurement K^(0) = F Z (eq. 19).
+restored from the embedded measurement K^(0) = F Z (eq. 19). Both are masked replacements, i.e.
+``mrrecon.physics.consistency.hard_dc``; the masks come from ``mrrecon.physics.kspace.full_mask``.
 
 Kernels (``dcm_kernel``): Fig. 4 of the paper shows three kernels graphically only; their numbers are not in
 the text, so we use three kernels that differ the way the figure describes (shape and speed of diffusion):
@@ -30,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from mrrecon.errors import ConfigError
+from mrrecon.physics.consistency import hard_dc
 
-__all__ = ["DCM_KERNELS", "apply_dcm", "dcm_kernel", "dcm_schedule", "dilate", "dilation_sequence", "full_mask"]
+__all__ = ["DCM_KERNELS", "apply_dcm", "dcm_kernel", "dcm_schedule", "dilate", "dilation_sequence"]
 
 DCM_KERNELS = {
     1: [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
@@ -45,14 +47,6 @@ def dcm_kernel(kind: int, device: torch.device | str = "cpu") -> torch.Tensor:
     if kind not in DCM_KERNELS:
         raise ConfigError(f"dcm_kernel must be one of {sorted(DCM_KERNELS)}; got {kind!r}")
     return torch.tensor(DCM_KERNELS[kind], dtype=torch.float32, device=device)[None, None]
-
-
-def full_mask(mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """A batch of masks (B, 1, 1|H, W) or (1|H, W) as float (B, 1, H, W) in {0, 1}."""
-    m = mask.to(torch.float32)
-    while m.ndim < 4:
-        m = m.unsqueeze(0)
-    return m.expand(m.shape[0], 1, *shape).contiguous()
 
 
 def dilate(mask: torch.Tensor, mask0: torch.Tensor, kernel: torch.Tensor, delta: float) -> torch.Tensor:
@@ -110,5 +104,5 @@ def apply_dcm(k_temp: torch.Tensor, k_prev: torch.Tensor, k0: torch.Tensor, mask
     k_temp = F X_temp^(t) (the stage's new estimate), k_prev = F X^(t) (the previous one), k0 = F Z (the
     embedded measurement); masks (B, 1, H, W) {0, 1} broadcast over the feature channels.
     """
-    k_hat = (1 - mask_t) * k_temp + mask_t * k_prev  # eq. 18 (F X-hat^(t))
-    return (1 - mask0) * k_hat + mask0 * k0  # eq. 19
+    k_hat = hard_dc(k_temp, k_prev, mask_t)  # eq. 18 (F X-hat^(t)): the previous estimate inside M^(t)
+    return hard_dc(k_hat, k0, mask0)  # eq. 19: the measured samples of K^(0) restored

@@ -31,11 +31,12 @@ from torch import nn
 from mrrecon.core.pretrained import PretrainedModel
 from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.methods.ima.dcm import DCM_KERNELS, dcm_schedule, full_mask
+from mrrecon.methods.ima.dcm import DCM_KERNELS, dcm_schedule
 from mrrecon.methods.ima.stage import IMAStage, conv_block
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.consistency import hard_dc
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.kspace import full_mask
 
 __all__ = ["ComplexConv", "IMAConfig", "IMAModel"]
 

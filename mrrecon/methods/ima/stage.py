@@ -17,7 +17,9 @@ from torch import nn
 from mrrecon.methods.ima.csca import CSCA, PixelCoupling
 from mrrecon.methods.ima.dcm import apply_dcm
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
+from mrrecon.physics.consistency import data_fidelity_grad
 from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.operators import KSpaceMask
 
 __all__ = ["IMAStage", "conv_block", "inverse_softplus"]
 
@@ -59,9 +61,13 @@ class IMAStage(nn.Module):
                  mask0: torch.Tensor) -> torch.Tensor:
         """Eq. 15: X_temp = F^-1(X_k - mu M (X_k - Z_k)) - mu (alpha (X - G) + lambda_1 C_R1(X)).
 
+        M (X_k - Z_k) is the gradient of 1/2 ||M X_k - M Z_k||^2, the data term on the feature k-space
+        (``data_fidelity_grad`` of the sampling operator ``KSpaceMask(M)``, which is 2 A^H (A x - y)).
         (The image-domain terms are outside F^-1 F, which is the identity: eq. 12 exactly.)"""
         mu, alpha, lam1 = self.scalar("mu"), self.scalar("alpha"), self.scalar("lambda1")
-        dc = complex_to_channels(ifft2c(k_x - mu * mask0 * (k_x - k_z)))
+        sampling = KSpaceMask(mask0)
+        grad = data_fidelity_grad(k_x, sampling.A(k_z), sampling)
+        dc = complex_to_channels(ifft2c(k_x - (0.5 * mu) * grad))
         return dc - mu * (alpha * (x - g) + lam1 * self.prior_x(x))
 
     def y_tilde_update(self, yt: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,11 @@ carry the object's phase (coil images of the zero-padded auto-calibration lines 
 approximates the coil images: ``DC(x) = |sum_c conj(S_c) F^-1{F(S_c x)(1 - M) + k_c M}| / sum_c |S_c|^2``
 (``mrrecon.physics.consistency.dc_image``) and ``delta(x) = sum_c ||(F(S_c x) - k_c) M||^2``. The DC output
 is complex; its magnitude is the image the next stage sees (the paper's magnitude convention).
+
+Physics calls: the forward model is ``Measurement.op`` (``sense_or_single_coil``: ``SingleCoilCartesian`` or
+``SenseOperator``), delta is ``data_fidelity(x, k_u, op)``, DC is ``dc_image``; the maps come from the k-space
+inside the calibration block (``mrrecon.physics.kspace.acs_lowpass``, the largest fully sampled rectangle
+around the centre; only the centre sample without one).
 """
 
 from __future__ import annotations
@@ -19,30 +24,14 @@ from dataclasses import dataclass
 
 import torch
 
-from mrrecon.classical.kspace_patches import find_acs_region
-from mrrecon.errors import ConfigError, ShapeError
+from mrrecon.errors import ShapeError
 from mrrecon.physics.coils import rss, sos_maps
-from mrrecon.physics.consistency import dc_image
-from mrrecon.physics.fft import fft2c, ifft2c
-from mrrecon.physics.operators import real_mask
+from mrrecon.physics.consistency import data_fidelity, dc_image
+from mrrecon.physics.fft import ifft2c
+from mrrecon.physics.kspace import acs_lowpass, batch_mask
+from mrrecon.physics.operators import LinearOperator, sense_or_single_coil
 
-__all__ = ["Measurement", "acs_lowpass"]
-
-
-def acs_lowpass(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) k-space -> the same k-space kept only inside the fully sampled centre block (per sample).
-
-    The block is the classical suite's calibration region (``find_acs_region``: the largest fully sampled
-    rectangle around the centre); without one (centre not sampled) only the centre sample is kept."""
-    out = torch.zeros_like(kspace)
-    h, w = kspace.shape[-2:]
-    for b in range(kspace.shape[0]):
-        try:
-            rows, cols = find_acs_region(mask[b if mask.shape[0] > 1 else 0], (h, w))
-        except ConfigError:
-            rows, cols = slice(h // 2, h // 2 + 1), slice(w // 2, w // 2 + 1)
-        out[b, :, rows, cols] = kspace[b, :, rows, cols]
-    return out
+__all__ = ["Measurement"]
 
 
 @dataclass
@@ -58,12 +47,10 @@ class Measurement:
     def from_kspace(cls, kspace: torch.Tensor, mask: torch.Tensor) -> Measurement:
         if kspace.ndim != 4 or not torch.is_complex(kspace):
             raise ShapeError(f"LDPM expects complex k-space (B, C, H, W); got {tuple(kspace.shape)} {kspace.dtype}")
-        mask = mask.to(kspace.device)
-        if mask.ndim == 3:
-            mask = mask.unsqueeze(0)
+        mask = batch_mask(mask, kspace.device)
         maps = None
         if kspace.shape[1] > 1:
-            maps = sos_maps(ifft2c(acs_lowpass(kspace, mask)), phase_reference=None)
+            maps = sos_maps(ifft2c(acs_lowpass(kspace, mask, rule="largest")), phase_reference=None)
         return cls(kspace, mask, maps)
 
     @property
@@ -74,10 +61,10 @@ class Measurement:
         """x_u = |F^-1 k_u| (RSS over coils): (B, H, W) float."""
         return rss(ifft2c(self.kspace), dim=-3).float()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Full (unmasked) k-space of a magnitude image: F(S x); (B, H, W) -> (B, C, H, W)."""
-        xc = x.to(torch.complex64).unsqueeze(-3)
-        return fft2c(xc if self.maps is None else self.maps * xc)
+    @property
+    def op(self) -> LinearOperator:
+        """The forward model A = M F (single-coil) or M F S (SENSE with the phase-carrying maps)."""
+        return sense_or_single_coil(self.mask, self.maps)
 
     def dc_complex(self, x: torch.Tensor) -> torch.Tensor:
         """F^-1{F(x)(1 - M) + k_u M} (SENSE-combined with maps): (B, H, W) -> (B, H, W) complex64."""
@@ -88,6 +75,6 @@ class Measurement:
         return self.dc_complex(x).abs().to(x.dtype)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """delta = ||(F(x) - k_u) M||_2^2 per sample (eq. 10); differentiable in x; (B,) float."""
-        r = (self.forward(x) - self.kspace) * real_mask(self.mask, self.kspace)
-        return (r.real ** 2 + r.imag ** 2).sum(dim=(-3, -2, -1))
+        """delta = ||(F(x) - k_u) M||_2^2 = ||A x - k_u||^2 per sample (eq. 10; k_u is zero off the mask);
+        differentiable in x; (B,) float."""
+        return data_fidelity(x.to(torch.complex64), self.kspace, self.op)

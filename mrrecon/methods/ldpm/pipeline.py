@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from mrrecon.core.pretrained import from_pretrained, resolve_pretrained
+from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.generator import ControlledDenoiser
@@ -49,7 +50,7 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MRVAE:
     return from_pretrained(p, device=device, expected_type="ldpm-vae")
 
 
-class LDPMReconstructor:
+class LDPMReconstructor(Reconstructor):
     def __init__(self, variant: str = "ldpm", checkpoint: str | None = None, device: str | torch.device = "cpu",
                  steps: int = 50, guidance_scale: float = 0.1, stage_boundary: int = 200, eta: float = 0.0,
                  seed: int = 0, vae: str | None = None):

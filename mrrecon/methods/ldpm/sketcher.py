@@ -61,5 +61,5 @@ class SketcherModel(PretrainedModel):
     def training_loss(self, batch: Batch, loss_fn=None) -> dict[str, torch.Tensor]:
         """L1 between R(x_u) and the fully sampled magnitude (the DC step has no parameters)."""
         x_u = rss(ifft2c(batch.kspace), dim=-3).float()
-        pred = self.repair(x_u)
-        return {"loss": (pred - batch.target.abs().to(pred.dtype)).abs().mean()}
+        pred = self.repair(x_u).float()  # the loss in float32 under mixed precision
+        return {"loss": (pred - batch.target.abs().float()).abs().mean()}

@@ -212,9 +212,12 @@ def make_perceptual(vgg_weights: str | None) -> nn.Module:
 def vae_loss_terms(model: MRVAE, x: torch.Tensor, perceptual: nn.Module, *, generator: torch.Generator | None = None
                    ) -> dict[str, torch.Tensor]:
     """The reconstruction terms of eq. 5 for a batch x (B, H, W): l1, perceptual, kl, and x_vae (the sample
-    decoded from the posterior, for the adversarial term)."""
+    decoded from the posterior, for the adversarial term). The terms are computed in float32 (the networks may
+    run under mixed precision); the KL is diffusers' ``DiagonalGaussianDistribution.kl`` in float32."""
     post = model.posterior(x)
     z = post.sample(generator=generator)
-    x_vae = model.from_network(model.vae.decode(z).sample)
-    return {"l1": (x_vae - x).abs().mean(), "perceptual": perceptual(x_vae, x),
-            "kl": post.kl().sum() / x.shape[0], "x_vae": x_vae}
+    x_vae = model.from_network(model.vae.decode(z).sample).float()
+    x = x.float()
+    mean, logvar = post.mean.float(), post.logvar.float()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum() / x.shape[0]
+    return {"l1": (x_vae - x).abs().mean(), "perceptual": perceptual(x_vae, x), "kl": kl, "x_vae": x_vae}

@@ -1,7 +1,7 @@
 """SSDM-MRI (Liu et al.): a conditional v-prediction diffusion model progressively distilled to one step.
 
 Modules: ``network`` (the residual U-Net), ``model`` (schedule, Alg. 1 objective, checkpoints),
-``sampler`` (DDIM sampling, data consistency eq. 4), ``distill`` (Alg. 2 and its driver),
+``sampler`` (DDIM sampling, data consistency eq. 4), ``distill`` (Alg. 2 and its training recipe),
 ``multicoil`` (Sec. III.C), ``registration`` (the ``ssdm`` method). See docs/ssdm.md.
 """
 

@@ -14,74 +14,31 @@ sampling with N steps (spacing D = T/N timesteps), one training example is
 x~ is the x0 for which a single student DDIM step t -> t - 2D lands exactly on the teacher's two-step result
 (the printed Alg. 2 is garbled in its indices; this is the algorithm of its ref. [44]).
 
-Command (every stage's checkpoint is kept in ``out_dir/student-<N>/``, a pretrained folder with README):
+One distillation stage is a stage of the one trainer with the recipe ``ssdm-distill`` (:class:`DistillRecipe`):
+its ``teacher`` parameter names the previous stage (or a teacher folder), the student is built from the
+teacher (Alg. 2 l. 2) with half its sampling steps, and the trainer runs the steps (optimiser, schedule,
+clipping, ``updates_per_batch``, checkpoints, resume, validation of the student through the benchmark's
+scoring). ``configs/ssdm-small.yaml`` trains the teacher and then the seven stages in one command:
 
-    python -m mrrecon.methods.ssdm.distill configs/ssdm-small-distill.yaml [--set key=value ...]
+    mrrecon train configs/ssdm-small.yaml                     # teacher, student-64, ..., student-1
+    mrrecon train configs/ssdm-small.yaml --stage student-1   # one stage (its teacher: stage student-2)
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import sys
-import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-import yaml
-from torch.utils.data import DataLoader
 
-from mrrecon.core.pretrained import config_from_dict, from_pretrained, save_pretrained
-from mrrecon.data.sample import Batch, collate_samples
-from mrrecon.errors import ConfigError, MRReconError
+from mrrecon.core.pretrained import from_pretrained
+from mrrecon.data.sample import Batch
+from mrrecon.errors import ConfigError
 from mrrecon.methods.ssdm.model import SSDMModel
 from mrrecon.methods.ssdm.sampler import ddim_update
 from mrrecon.nn.losses import make_loss
-from mrrecon.train.config import OptimConfig, apply_overrides, load_config
-from mrrecon.utils.io import atomic_write_text
+from mrrecon.train.recipe import Recipe, RecipeEnv, freeze
 
-__all__ = ["DistillConfig", "distill", "distillation_loss", "distillation_targets", "main"]
-
-
-@dataclass
-class DistillConfig:
-    """A distillation run (YAML). ``train_config``: the teacher's training YAML (its data block is reused);
-    ``teacher``: the teacher checkpoint folder; ``final_steps``: stop when the student samples with this many
-    steps; every stage runs ``steps_per_stage`` optimiser steps of ``batch_size`` with ``optim`` (a loaded batch
-    serves ``updates_per_batch`` steps, each with its own timesteps and noise: loading is most of the cost on CPU)."""
-
-    name: str = "ssdm-distill"
-    train_config: str = "configs/ssdm-small.yaml"
-    teacher: str = "runs/ssdm-small/final"
-    out_dir: str = "runs/ssdm-small-distill"
-    final_steps: int = 1
-    steps_per_stage: int = 100
-    stage_steps: dict[int, int] = field(default_factory=dict)  # {student steps: optimiser steps} overrides
-    stage_lr: dict[int, float] = field(default_factory=dict)  # {student steps: learning rate} overrides
-    batch_size: int = 4
-    updates_per_batch: int = 1  # optimiser steps per loaded batch, each with fresh (t, eps) draws
-    loss: str = "mse"
-    grad_clip: float = 1.0
-    seed: int = 0
-    threads: int = 1
-    log_every: int = 10
-    validate: bool = True
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adam", lr=5e-5, scheduler="constant"))
-
-
-def load_distill_config(path: str | Path, overrides: list[str] | None = None) -> DistillConfig:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: unreadable distillation config: {exc}") from exc
-    raw = apply_overrides(raw, overrides or [])
-    optim = config_from_dict(OptimConfig, raw.pop("optim", {}) or {}, f"{path}: optim")
-    cfg = config_from_dict(DistillConfig, raw, f"{path}: distillation config")
-    cfg.optim = optim
-    return cfg
+__all__ = ["DistillParams", "DistillRecipe", "distillation_loss", "distillation_targets"]
 
 
 @torch.no_grad()
@@ -118,147 +75,42 @@ def distillation_loss(student: SSDMModel, teacher: SSDMModel, batch: Batch, teac
     return {"loss": loss_fn(student(x_t, cond, t), target)}
 
 
-def _data(train_config, seed: int, batch_size: int):
-    from mrrecon.train.data import EpochBatchSampler, build_training_slices, build_validation_set, prepare_simulated
+@dataclass
+class DistillParams:
+    """``teacher``: the stage (of the same config) or checkpoint folder whose model is distilled; the student
+    samples with half its steps."""
 
-    files = val_files = None
-    if train_config.data.source == "simulated":
-        splits = prepare_simulated(train_config.data)
-        files, val_files = splits.train, splits.val
-    train_set = build_training_slices(train_config.data, seed, files)
-    val_set = build_validation_set(train_config.data, seed, val_files)
-    sampler = EpochBatchSampler(len(train_set), batch_size, train_set.combos, seed)
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate_samples,
-                        num_workers=train_config.data.num_workers, generator=torch.Generator())
-    return sampler, loader, val_set
+    teacher: str = ""
 
 
-def _batches(sampler, loader):
-    epoch = 0
-    while True:
-        sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+class DistillRecipe(Recipe):
+    """One stage of progressive distillation (Alg. 2): a frozen teacher with N steps, a student with N / 2."""
 
+    name = "ssdm-distill"
+    params_class = DistillParams
+    description = ("SSDM-MRI progressive distillation (Alg. 2): the student (initialised from the frozen teacher) "
+                   "regresses the v~ of two teacher DDIM steps in one step")
 
-def _model_card(name: str, meta: dict[str, Any], cfg: DistillConfig, num_parameters: int) -> str:
-    val = meta.get("validation") or {}
-    lines = [f"# {name}", "",
-             f"SSDM-MRI student distilled to **{meta['sampling_steps']} step(s)** from a {meta['teacher_steps']}-step "
-             f"teacher (progressive distillation, Alg. 2); {num_parameters:,} parameters.", "",
-             "Load with `mrrecon.methods.load(\"ssdm\", checkpoint=\"<this folder>\")`.", "",
-             "## Distillation", "",
-             f"- command: `python -m mrrecon.methods.ssdm.distill {meta.get('config_file', '<config>')}`",
-             f"- teacher training config: `{cfg.train_config}` (its data block: masks drawn per mini-batch)",
-             f"- {meta['optimiser_steps']} optimiser steps of batch {cfg.batch_size} ({cfg.updates_per_batch} per "
-             f"loaded batch), {cfg.optim.name} lr {meta['lr']:g} ({cfg.optim.scheduler}), loss {cfg.loss} on v, "
-             f"seed {cfg.seed}",
-             f"- stage wall time {meta['stage_wall_time_s']:.0f} s; mean loss first/last 10 steps "
-             f"{meta['loss_first']:.4g} / {meta['loss_last']:.4g}"]
-    if val:
-        lines += ["", "## Validation (held-out simulated split, fastMRI convention)", "", "| mask | PSNR (dB) | SSIM |",
-                  "|---|---|---|"]
-        for key in sorted(k for k in val if k.startswith("psnr_")):
-            tag = key[len("psnr_"):]
-            lines.append(f"| {tag.replace('_', ' ')} | {val[key]:.2f} | {val.get('ssim_' + tag, float('nan')):.4f} |")
-    return "\n".join(lines) + "\n"
+    def setup(self, env: RecipeEnv) -> None:
+        super().setup(env)
+        if not self.params.teacher:
+            raise ConfigError("recipe ssdm-distill needs recipe.params.teacher (a stage name or a checkpoint folder)")
+        teacher = from_pretrained(self.resolve(self.params.teacher), expected_type="ssdm")
+        self.teacher = freeze(env.place(teacher))  # Alg. 2: the teacher is fixed during a stage
+        n = self.teacher.config.sampling_steps
+        if n < 2 or n % 2 or self.teacher.config.timesteps % n:
+            raise ConfigError(f"cannot halve a teacher that samples with {n} step(s) (T = "
+                              f"{self.teacher.config.timesteps})")
+        self.teacher_steps = n
 
+    def build_model(self) -> SSDMModel:
+        student = SSDMModel({**self.teacher.config_dict(), "sampling_steps": self.teacher_steps // 2})
+        student.load_state_dict(self.teacher.state_dict())  # Alg. 2 l. 2: initialise from the teacher
+        return student
 
-def distill(cfg: DistillConfig, config_file: str | None = None) -> list[Path]:
-    """Run every stage from the teacher's step count down to ``final_steps``; returns the stage folders.
-    ``config_file``: the command-line arguments, recorded in each stage's README."""
-    from mrrecon.train.trainer import Trainer, build_optimizer, build_scheduler
+    def loss(self, model: SSDMModel, batch: Batch, loss_fn) -> dict[str, torch.Tensor]:
+        return distillation_loss(model, self.teacher, batch, self.teacher_steps, loss_fn)
 
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    train_config = load_config(cfg.train_config)
-    teacher = from_pretrained(cfg.teacher, expected_type="ssdm")
-    n = teacher.config.sampling_steps
-    if n & (n - 1) or cfg.final_steps < 1 or n % cfg.final_steps:
-        raise ConfigError(f"cannot halve {n} teacher steps down to {cfg.final_steps}")
-    torch.manual_seed(cfg.seed)
-    sampler, loader, val_set = _data(train_config, cfg.seed, cfg.batch_size)
-    batches = _batches(sampler, loader)
-    loss_fn = make_loss(cfg.loss)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "distill_log.csv"
-    folders = []
-    with log_path.open("w", newline="") as fh:
-        log = csv.writer(fh)
-        log.writerow(["stage_steps", "step", "loss", "lr", "wall_time_s"])
-        start = time.perf_counter()
-        while n > cfg.final_steps:
-            stage_start = time.perf_counter()
-            teacher.eval()
-            student = SSDMModel({**teacher.config_dict(), "sampling_steps": n // 2})
-            student.load_state_dict(teacher.state_dict())  # Alg. 2 l. 2: initialise from the teacher
-            student.train()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-            stage_optim = replace(cfg.optim, lr=float(cfg.stage_lr.get(n // 2, cfg.optim.lr)))
-            stage_steps = int(cfg.stage_steps.get(n // 2, cfg.steps_per_stage))
-            optimizer = build_optimizer(student.parameters(), stage_optim)
-            scheduler = build_scheduler(optimizer, stage_optim, stage_steps)
-            losses = []
-            batch = None
-            for step in range(1, stage_steps + 1):
-                if (step - 1) % max(cfg.updates_per_batch, 1) == 0:
-                    batch = next(batches)
-                loss = distillation_loss(student, teacher, batch, n, loss_fn)["loss"]
-                if not torch.isfinite(loss):
-                    raise MRReconError(f"non-finite distillation loss at stage {n}, step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                loss = loss.detach()
-                losses.append(float(loss))
-                log.writerow([n // 2, step, f"{float(loss):.6g}", f"{scheduler.get_last_lr()[0]:.3g}",
-                              f"{time.perf_counter() - start:.1f}"])
-                if step % max(cfg.log_every, 1) == 0:
-                    fh.flush()
-                    print(f"stage {n}->{n // 2} step {step}/{stage_steps} loss {loss:.5g}", flush=True)
-            student.eval()
-            validation = {}
-            if cfg.validate and val_set is not None and len(val_set):
-                with torch.no_grad():
-                    validation = Trainer(train_config).validate(student, val_set, "cpu")
-                print(f"stage {n // 2}: validation PSNR {validation['psnr']:.3f} dB SSIM {validation['ssim']:.4f}",
-                      flush=True)
-            k = min(10, len(losses))
-            meta = {"name": f"{cfg.name}-student-{n // 2}", "sampling_steps": n // 2, "teacher_steps": n,
-                    "teacher": str(cfg.teacher), "stage_wall_time_s": round(time.perf_counter() - stage_start, 1),
-                    "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
-                    "optimiser_steps": stage_steps, "lr": stage_optim.lr,
-                    "validation": validation, "distill_config": asdict(cfg), "config_file": config_file}
-            folder = out / f"student-{n // 2}"
-            save_pretrained(student, folder, metadata=meta)
-            atomic_write_text(folder / "README.md", _model_card(f"ssdm student-{n // 2}", meta, cfg,
-                                                                student.num_parameters()))
-            atomic_write_text(folder / "distill_config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
-            folders.append(folder)
-            teacher = student  # Alg. 2 l. 15: the student becomes the next teacher
-            n //= 2
-    print(f"distilled to {n} step(s) in {time.perf_counter() - start:.0f} s; stages in {out}", flush=True)
-    return folders
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mrrecon.methods.ssdm.distill",
-                                     description="Progressive distillation of an SSDM-MRI teacher (Alg. 2).")
-    parser.add_argument("config", help="distillation YAML, e.g. configs/ssdm-small-distill.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    try:
-        command = " ".join([args.config, *(f"--set {o}" for o in args.overrides)])
-        distill(load_distill_config(args.config, args.overrides), command)
-    except MRReconError as exc:
-        print(f"mrrecon: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    def describe(self) -> dict:
+        return {**super().describe(), "teacher_steps": self.teacher_steps, "student_steps": self.teacher_steps // 2,
+                "teacher_folder": self.resolve(self.params.teacher)}

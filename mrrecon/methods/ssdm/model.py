@@ -27,8 +27,7 @@ from mrrecon.data.sample import Batch
 from mrrecon.diffusion.schedules import NoiseSchedule, v_target
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.ssdm.network import SSDMUNet, from_channels, to_channels
-from mrrecon.physics.fft import fft2c, ifft2c
-from mrrecon.physics.operators import real_mask
+from mrrecon.physics.operators import SingleCoilCartesian
 
 __all__ = ["SSDMConfig", "SSDMModel", "from_channels", "random_smooth_phase", "to_channels"]
 
@@ -128,8 +127,7 @@ class SSDMModel(PretrainedModel):
             x0 = torch.polar(x0, phase)
         else:
             x0 = x0.to(torch.complex64)
-        mask = real_mask(batch.mask, x0.unsqueeze(1))
-        zf = ifft2c(fft2c(x0.unsqueeze(1)) * mask).squeeze(1)  # A^H y, eq. 1 with A = M F
+        zf = SingleCoilCartesian(batch.mask).normal(x0)  # A^H y = A^H A x0, eq. 1 with A = M F
         ref = zf if self.config.normalise == "zero_filled" else x0
         scale = ref.abs().flatten(1).amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
         x0 = x0 / scale[:, None, None]

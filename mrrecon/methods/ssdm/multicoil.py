@@ -15,7 +15,7 @@ import torch
 
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.physics.coils import coil_combine, walsh_maps
-from mrrecon.physics.fft import fft2c, ifft2c
+from mrrecon.physics.fft import ifft2c
 
 __all__ = ["centre_window", "combine_coils", "estimate_coil_maps", "lowres_images", "lowres_phase"]
 
@@ -67,9 +67,3 @@ def lowres_phase(kspace: torch.Tensor, maps: torch.Tensor | None, size: int, low
     low = lowres_images(kspace, size) if low is None else low
     combined = low[:, 0] if maps is None else coil_combine(low, maps)
     return torch.angle(combined)
-
-
-def image_to_kspace(image: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-    """(B, H, W) image -> (B, C, H, W) k-space of S x (single-coil: F x)."""
-    coil = image.unsqueeze(1) if maps is None else maps * image.unsqueeze(1)
-    return fft2c(coil)

@@ -10,11 +10,12 @@ requested count, the closest stage with more steps is sampled with the requested
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from mrrecon.core.pretrained import CONFIG_NAME, from_pretrained, read_pretrained_config, resolve_pretrained
-from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.core.reconstructor import SINGLE_COIL, MethodInfo, Reconstructor, register
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ssdm.model import SSDMModel
@@ -56,13 +57,15 @@ def select_stage(stages: dict[int, Path], steps: int | None) -> tuple[Path, int]
     return stages[min(more)], int(steps)
 
 
-class SSDMReconstructor:
+class SSDMReconstructor(Reconstructor):
     """``reconstruct(sample) -> (H, W)`` magnitude; ``reconstruct_complex``; ``reconstruct_with_uncertainty``.
 
     The k-space is divided by the peak of its zero-filled RSS image (the scale the model was trained at) and the
     result multiplied back. Each call seeds its own generator with ``seed``, so a slice's reconstruction is
     reproducible; ``last_nfe`` is the number of network evaluations of the last slice.
     """
+
+    supports_uncertainty = True
 
     def __init__(self, model: SSDMModel, steps: int, *, name: str = "ssdm", dc: str | None = None, seed: int = 0,
                  maps: str = "walsh", device: str | torch.device = "cpu", stage: Path | None = None):
@@ -73,9 +76,6 @@ class SSDMReconstructor:
         self.model = model.to(self.device).eval()
         self.steps, self.dc, self.seed, self.maps, self.stage = int(steps), dc, int(seed), maps, stage
         self.last_nfe = 0
-
-    def num_parameters(self) -> int:
-        return self.model.num_parameters()
 
     def _run(self, sample: Sample, samples: int) -> torch.Tensor:
         k = sample.kspace.to(self.device, torch.complex64).unsqueeze(0)
@@ -111,8 +111,14 @@ class SSDMReconstructor:
         return mags.mean(dim=0), mags.std(dim=0)
 
 
-def _build(checkpoint: str | None = None, device: str | torch.device = "cpu", steps: int | None = None,
-           dc: str | None = None, seed: int = 0, maps: str = "walsh") -> SSDMReconstructor:
+def _build(checkpoint: str | None = None, device: str | torch.device = "cpu",
+           steps: Annotated[int | None, "sampling steps: picks the distillation stage (default: the fewest, the "
+                                        "1-step student)"] = None,
+           dc: Annotated[str | None, "data consistency: hard (eq. 4), soft (official code's 50/50 blend), none "
+                                     "(default: the checkpoint's, hard)"] = None,
+           seed: Annotated[int, "seed of x_T"] = 0,
+           maps: Annotated[str, "multi-coil maps: walsh (estimated) or given (the sample's coil_maps)"] = "walsh",
+           ) -> SSDMReconstructor:
     stages = find_stages(checkpoint or DEFAULT_WEIGHTS)
     folder, n = select_stage(stages, None if steps is None else int(steps))
     model = from_pretrained(folder, device=device, expected_type="ssdm")
@@ -127,8 +133,8 @@ register(MethodInfo(
     needs_weights=True,
     default_weights=DEFAULT_WEIGHTS,
     paper="Liu et al., Highly Undersampled MRI Reconstruction via a Single Posterior Sampling of Diffusion Models",
-    options={"steps": "sampling steps: picks the distillation stage (default: the fewest, the 1-step student)",
-             "dc": "data consistency: hard (eq. 4, default), soft (official code's 50/50 blend), none",
-             "seed": "seed of x_T (default 0)",
-             "maps": "multi-coil maps: walsh (estimated, default) or given (the sample's coil_maps)"},
+    nfe=lambda m: m.steps,
+    # eq. 4 on the final image: exact on single-coil data; multi-coil DC acts on the coil images S x, which are
+    # then combined (sum_c conj(S_c) x_c / sum_c |S_c|^2), so the output's S x no longer matches exactly
+    hard_dc=lambda m: {SINGLE_COIL: "image"} if (m.dc or m.model.config.dc) == "hard" else {},
 ))
