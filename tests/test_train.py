@@ -464,7 +464,8 @@ def test_multistage_run_interrupted_in_stage_two_resumes_to_the_same_loss_curves
 
 
 def test_time_budget_stops_cleanly_and_resume_finishes(tmp_path):
-    res = train(tiny_config(tmp_path, "timed", "train.max_time_s=1e-9", "train.export_dir=" + str(tmp_path / "exp")))
+    res = train(tiny_config(tmp_path, "timed", "train.max_time_s=1e-9", "train.export_dir=" + str(tmp_path / "exp"),
+                           "train.export=true"))
     assert res.stopped_on_time and res.step == 1 and res.final_dir is not None and res.max_steps == 8
     run = tmp_path / "timed"
     assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000001"
@@ -603,3 +604,12 @@ def test_sigkilled_run_resumes_with_the_same_loss_curve(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming at step" in resumed.stdout + resumed.stderr
     assert train_losses(tmp_path / "killed") == pytest.approx(reference.losses, abs=1e-6, rel=0)
+
+
+def test_export_dir_is_written_only_on_request(tmp_path):
+    """train.export_dir names the shipped folder; only train.export (mrrecon train --export) copies into it."""
+    exp = tmp_path / "shipped"
+    train(tiny_config(tmp_path, "quiet", "train.export_dir=" + str(exp)))
+    assert not exp.exists()
+    train(tiny_config(tmp_path, "loud", "train.export_dir=" + str(exp), "train.export=true"))
+    assert (exp / "model.safetensors").is_file()

@@ -31,17 +31,23 @@ from mrrecon.errors import MRReconError
                    "finished ones, resume the current one at its exact step).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: train.out_dir of the config; with stages, stage S runs in OUT/S).")
-def train_command(config_file, overrides, stages, resume, out_dir):
+@click.option("--export", is_flag=True,
+              help="Copy each stage's final/ to its train.export_dir (the shipped weights/ folder) at the end; "
+                   "without it weights/ is never touched.")
+def train_command(config_file, overrides, stages, resume, out_dir, export):
     """Train learned models from a YAML CONFIG (configs/<method>-small.yaml, configs/<method>-paper.yaml)."""
     from mrrecon.train.config import load_stages
     from mrrecon.train.stages import run_stages
 
-    overrides = list(overrides) + ([f"train.out_dir={out_dir}"] if out_dir is not None else [])
+    overrides = (list(overrides) + ([f"train.out_dir={out_dir}"] if out_dir is not None else [])
+                 + (["train.export=true"] if export else []))
     plan = load_stages(config_file, overrides)
     command = " ".join(["mrrecon train", shlex.quote(str(config_file)),
                         *(f"--stage {shlex.quote(n)}" for n in stages),
-                        *(f"--set {shlex.quote(o)}" for o in overrides if not o.startswith("train.out_dir=")),
-                        *(["--out", shlex.quote(str(out_dir))] if out_dir is not None else [])])
+                        *(f"--set {shlex.quote(o)}" for o in overrides
+                          if not o.startswith(("train.out_dir=", "train.export="))),
+                        *(["--out", shlex.quote(str(out_dir))] if out_dir is not None else []),
+                        *(["--export"] if export else [])])
     outcomes = run_stages(plan, resume=resume, only=list(stages) or None, command=command, echo=click.echo)
     for o in outcomes:
         r = o.result

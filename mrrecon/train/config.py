@@ -163,6 +163,7 @@ class TrainingConfig:
     loss: str = "l1"
     mixed_precision: str = "no"  # no | bf16 (CPU and GPU autocast) | fp16 (GPU, with a loss scaler)
     channels_last: bool = False  # models (and frozen helpers) in channels_last memory format
+    compile: bool = False  # torch.compile (inductor) of the loss computation, through Accelerate's dynamo_backend
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t))
@@ -173,7 +174,8 @@ class TrainingConfig:
     select_metric: str = "psnr"  # psnr | ssim | val_loss (lower is better): picks the best checkpoint
     log_every: int = 10  # TensorBoard / console; the CSV gets every step
     out_dir: str = "runs/train"
-    export_dir: str | None = None  # also copy final/ here at the end (e.g. weights/ldpm-small/sketcher)
+    export_dir: str | None = None  # the shipped folder of this stage's model (e.g. weights/ldpm-small/sketcher)
+    export: bool = False  # copy final/ to export_dir at the end (`mrrecon train --export`); off: weights/ untouched
     threads: int = 0  # torch.set_num_threads when > 0
     progress: bool = True
     tensorboard: bool = True

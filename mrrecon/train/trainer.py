@@ -207,7 +207,8 @@ class Trainer:
         use_cpu = t.cpu or not torch.cuda.is_available()
         if use_cpu and t.mixed_precision == "fp16":
             raise ConfigError("train.mixed_precision=fp16 needs a GPU (its loss scaler is CUDA-only); use bf16 on CPU")
-        acc = Accelerator(cpu=use_cpu, mixed_precision=t.mixed_precision, step_scheduler_with_optimizer=False)
+        acc = Accelerator(cpu=use_cpu, mixed_precision=t.mixed_precision, step_scheduler_with_optimizer=False,
+                          dynamo_backend="inductor" if t.compile else "no")
         if t.deterministic and not use_cpu:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -526,7 +527,7 @@ class Trainer:
 
     def _copy_to_export_dir(self, final_dir: Path) -> None:
         export = self.config.train.export_dir
-        if not export:
+        if not export or not self.config.train.export:
             return
         target = Path(export)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""scripts/train-all.sh, the one-shot training of every shipped model, on the CPU with a tiny budget.
+
+Every model of configs/train-all.yaml trains (1 s per stage, tiny simulated data), and each lands in the
+weights/ layout with its card; the repository's weights/ is not touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mrrecon.data.simulate import simulate_dataset
+from mrrecon.train.all import load_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_pairs(root: Path) -> None:
+    """IMA's paired folders (<subject>_T2.h5 + <subject>_REF.h5), tiny."""
+    for split, seed in (("train", 0), ("val", 1)):
+        folder = root / split
+        simulate_dataset(folder, subjects=2, size=64, coils=1, contrasts=("T2", "PD"), slices=1, seed=seed)
+        for pd in folder.glob("*_PD.h5"):
+            pd.rename(pd.with_name(pd.name.replace("_PD.h5", "_REF.h5")))
+
+
+def _weights_stamp() -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (REPO / "weights").rglob("*.safetensors")}
+
+
+def test_train_all_script_trains_every_shipped_model_within_a_tiny_budget(tmp_path):
+    pairs = tmp_path / "pairs"
+    _tiny_pairs(pairs)
+    before = _weights_stamp()
+    out = tmp_path / "out"
+    tiny = ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=4", "data.simulation.val_subjects=1",
+            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4", "data.crop=[64,64]",
+            "data.val_crop=null", "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2",
+            "train.threads=1", "train.tensorboard=false",
+            f"data.train_path={pairs / 'train'}", f"data.val_path={pairs / 'val'}"]
+    cmd = ["bash", str(REPO / "scripts" / "train-all.sh"), "--budget-s", "1", "--out", str(out), "--skip-prepare"]
+    for item in tiny:
+        cmd += ["--set", item]
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "train-all.json").read_text())
+    manifest = load_manifest(REPO / "configs" / "train-all.yaml")
+    assert list(summary["models"]) == [e.weights for e in manifest]
+    for name, model in summary["models"].items():
+        assert model["stages"], name
+        for stage in model["stages"].values():
+            folder = out / stage["folder"]
+            assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
+            assert stage["step"] >= 1 and stage["stopped_on_time"] in (True, False)
+    assert sorted(p.name for p in (out / "weights" / "ldpm-small").iterdir()) == [
+        "controlnet", "denoiser", "mrvae", "sketcher", "vae-nonmri"]
+    assert (out / "weights" / "ssdm-small" / "student-1" / "model.safetensors").is_file()
+    assert _weights_stamp() == before  # the shipped weights are never written
+    shutil.rmtree(out)
