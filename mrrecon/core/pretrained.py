@@ -19,7 +19,6 @@ mismatch between config and weights is an error naming the file, never a silentl
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 from pathlib import Path
@@ -36,7 +35,9 @@ from mrrecon.data.sample import Batch, Sample, collate_samples
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
+from mrrecon.utils.config import config_from_dict
 from mrrecon.utils.io import atomic_write_json, save_state_dict
+from mrrecon.utils.registry import Registry
 
 __all__ = [
     "CONFIG_NAME",
@@ -56,9 +57,9 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "mrrecon-pretrained"
 FORMAT_VERSION = 1
 
-_MODEL_TYPES: dict[str, type[PretrainedModel]] = {}
-# Where the built-in model types are defined, so that from_pretrained works before they are imported.
-_BUILTIN_MODULES = {
+# The model types, found by name; the built-in ones are imported on first use, so that from_pretrained works
+# before their modules are imported.
+MODEL_TYPES: Registry[type[PretrainedModel]] = Registry("model type", {
     "unet": "mrrecon.methods.unet",
     "varnet": "mrrecon.methods.varnet",
     "ssdm": "mrrecon.methods.ssdm.model",
@@ -68,22 +69,7 @@ _BUILTIN_MODULES = {
     "ldpm-controlnet": "mrrecon.methods.ldpm.generator",
     "akdiff": "mrrecon.methods.akdiff.model",
     "ima": "mrrecon.methods.ima.model",
-}
-
-
-def config_from_dict(config_class: type, values: dict[str, Any] | Any, what: str = "model config") -> Any:
-    """Build the dataclass ``config_class`` from a dict, rejecting unknown keys with a clear message."""
-    if dataclasses.is_dataclass(values) and not isinstance(values, type):
-        values = dataclasses.asdict(values)
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{what} must be a mapping, got {type(values).__name__}")
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    return config_class(**values)
+})
 
 
 class PretrainedModel(nn.Module):
@@ -101,10 +87,7 @@ class PretrainedModel(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.model_type:
-            existing = _MODEL_TYPES.get(cls.model_type)
-            if existing is not None and existing.__qualname__ != cls.__qualname__:
-                raise ConfigError(f"model type {cls.model_type!r} is defined twice ({existing} and {cls})")
-            _MODEL_TYPES[cls.model_type] = cls
+            MODEL_TYPES.add(cls.model_type, cls)
 
     def __init__(self, config: Any):
         super().__init__()
@@ -145,12 +128,7 @@ class PretrainedModel(nn.Module):
 
 def model_class(model_type: str) -> type[PretrainedModel]:
     """The PretrainedModel subclass registered as ``model_type`` (importing built-in modules on demand)."""
-    if model_type not in _MODEL_TYPES and model_type in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[model_type])
-    if model_type not in _MODEL_TYPES:
-        known = sorted(set(_MODEL_TYPES) | set(_BUILTIN_MODULES))
-        raise ConfigError(f"unknown model type {model_type!r}; known: {known}")
-    return _MODEL_TYPES[model_type]
+    return MODEL_TYPES.get(model_type)
 
 
 def save_pretrained(model: PretrainedModel, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None,

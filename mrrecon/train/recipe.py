@@ -25,7 +25,6 @@ the built-in recipes on first use (a table of module names: ``train`` may not im
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -38,8 +37,9 @@ from mrrecon.core.pretrained import LearnedReconstructor, PretrainedModel, confi
 from mrrecon.core.runner import score_volume
 from mrrecon.data.datasets import derive_seed
 from mrrecon.data.sample import Batch, collate_samples
-from mrrecon.errors import ConfigError, DataError
+from mrrecon.errors import DataError
 from mrrecon.train.config import OptimConfig, StagePlan, TrainConfig
+from mrrecon.utils.registry import Registry
 
 if TYPE_CHECKING:
     from mrrecon.train.data import TrainingSlices, ValidationSet
@@ -47,15 +47,14 @@ if TYPE_CHECKING:
 __all__ = ["BatchInfo", "Player", "Recipe", "RecipeEnv", "available_recipes", "fixed_batches", "freeze",
            "recipe_class", "score_reconstructor"]
 
-_RECIPES: dict[str, type[Recipe]] = {}
-# Where the built-in recipes are defined (imported on first use).
-_BUILTIN_MODULES = {
+# The recipes, found by name; the built-in ones are imported on first use.
+RECIPES: Registry[type[Recipe]] = Registry("recipe", {
     "ssdm-distill": "mrrecon.methods.ssdm.distill",
     "ldpm-sketcher": "mrrecon.methods.ldpm.recipes",
     "ldpm-vae": "mrrecon.methods.ldpm.recipes",
     "ldpm-denoiser": "mrrecon.methods.ldpm.recipes",
     "ldpm-controlnet": "mrrecon.methods.ldpm.recipes",
-}
+})
 
 
 @dataclass
@@ -133,10 +132,7 @@ class Recipe:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name:
-            existing = _RECIPES.get(cls.name)
-            if existing is not None and existing.__qualname__ != cls.__qualname__:
-                raise ConfigError(f"recipe {cls.name!r} is defined twice ({existing} and {cls})")
-            _RECIPES[cls.name] = cls
+            RECIPES.add(cls.name, cls)
 
     def __init__(self, config: TrainConfig, plan: StagePlan | None = None):
         self.config = config
@@ -195,15 +191,11 @@ class DefaultRecipe(Recipe):
 
 def recipe_class(name: str) -> type[Recipe]:
     """The recipe registered as ``name`` (importing the built-in recipe modules on demand)."""
-    if name not in _RECIPES and name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in _RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; known: {available_recipes()}")
-    return _RECIPES[name]
+    return RECIPES.get(name)
 
 
 def available_recipes() -> list[str]:
-    return sorted(set(_RECIPES) | set(_BUILTIN_MODULES))
+    return RECIPES.names()
 
 
 # --------------------------------------------------------------------------------------------------
