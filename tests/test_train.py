@@ -613,3 +613,8 @@ def test_export_dir_is_written_only_on_request(tmp_path):
     assert not exp.exists()
     train(tiny_config(tmp_path, "loud", "train.export_dir=" + str(exp), "train.export=true"))
     assert (exp / "model.safetensors").is_file()
+
+
+def test_mixed_precision_no_survives_yaml(tmp_path):
+    """`--set train.mixed_precision=no` (YAML: false) means no mixed precision, not a type error."""
+    assert tiny_config(tmp_path, "x", "train.mixed_precision=no").train.mixed_precision == "no"

@@ -279,6 +279,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
 
 def config_from_values(values: dict[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from a nested dict."""
+    train = values.get("train") if isinstance(values, dict) else None
+    if isinstance(train, dict) and train.get("mixed_precision") is False:  # YAML reads a bare `no` as false
+        train["mixed_precision"] = "no"
     config = config_from_dict(TrainConfig, values, "")
     validate(config)
     return config

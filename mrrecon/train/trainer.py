@@ -477,8 +477,8 @@ class Trainer:
         if main and val_set is not None and len(val_set):
             t0 = time.perf_counter()
             key = self.config.train.select_metric
-            with ema.swapped_in(model) if ema is not None else contextlib.nullcontext(), torch.no_grad(), \
-                    acc.autocast():
+            # validation measures the model in float32 (no autocast): a 128-step sampler in bf16 is not the model
+            with ema.swapped_in(model) if ema is not None else contextlib.nullcontext(), torch.no_grad():
                 row = recipe.validate(model, val_set, acc.device)
             model.train()
             row = {"step": state.step, "epoch": state.epoch, **row, "seconds": time.perf_counter() - t0,

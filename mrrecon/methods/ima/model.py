@@ -90,7 +90,7 @@ class ComplexConv(nn.Module):
         im = F.pad(z.imag, (p, p, p, p), mode="circular")
         out_re = F.conv2d(re, self.weight_re) - F.conv2d(im, self.weight_im)
         out_im = F.conv2d(re, self.weight_im) + F.conv2d(im, self.weight_re)
-        return torch.complex(out_re, out_im)
+        return torch.complex(out_re.float(), out_im.float())  # float32 under autocast too
 
 
 class IMAModel(PretrainedModel):
