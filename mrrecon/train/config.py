@@ -160,7 +160,7 @@ class TrainingConfig:
     grad_accum: int = 1
     updates_per_batch: int = 1  # optimiser steps per loaded batch (each with its own noise draws; CPU economy)
     loss: str = "l1"
-    mixed_precision: str = "no"  # no | bf16 (CPU and GPU autocast) | fp16 (GPU, with a loss scaler)
+    mixed_precision: str = "auto"  # auto (bf16 on a CPU with native bf16, else no) | no | bf16 | fp16 (GPU)
     channels_last: bool = False  # models (and frozen helpers) in channels_last memory format
     compile: bool = False  # torch.compile (inductor) of the loss computation, through Accelerate's dynamo_backend
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
@@ -294,7 +294,7 @@ def validate(config: TrainConfig) -> None:
         "data.source": (d.source, ("simulated", "fastmri", "paired")),
         "optim.name": (o.name, ("adam", "adamw", "rmsprop", "sgd")),
         "optim.scheduler": (o.scheduler, ("constant", "cosine", "step")),
-        "train.mixed_precision": (t.mixed_precision, ("no", "fp16", "bf16")),
+        "train.mixed_precision": (t.mixed_precision, ("auto", "no", "fp16", "bf16")),
         "train.select_metric": (t.select_metric, ("psnr", "ssim", "val_loss")),
     }
     for key, (value, allowed) in choices.items():

@@ -80,6 +80,25 @@ class Float32Loss:
             return self.fn(up(pred), up(target))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(requested: str, use_cpu: bool) -> str:
+    """``train.mixed_precision: auto``: bf16 autocast on a CPU with native bf16, where it trains every shipped config
+    faster at the same quality (benchmarks/train_speed.py, docs/training.md); none on a GPU or an older CPU (set
+    bf16 / fp16 there explicitly)."""
+    if requested != "auto":
+        return requested
+    return "bf16" if use_cpu and cpu_has_native_bf16() else "no"
+
+
 class LossModule(nn.Module):
     """Wraps a model so that DDP sees the whole loss computation as ``forward`` (gradients sync there)."""
 
@@ -205,6 +224,7 @@ class Trainer:
         if t.threads > 0:
             torch.set_num_threads(t.threads)
         use_cpu = t.cpu or not torch.cuda.is_available()
+        t.mixed_precision = resolve_precision(t.mixed_precision, use_cpu)  # the card and config.yaml say which
         if use_cpu and t.mixed_precision == "fp16":
             raise ConfigError("train.mixed_precision=fp16 needs a GPU (its loss scaler is CUDA-only); use bf16 on CPU")
         acc = Accelerator(cpu=use_cpu, mixed_precision=t.mixed_precision, step_scheduler_with_optimizer=False,
