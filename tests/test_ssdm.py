@@ -317,3 +317,28 @@ def test_cli_samples_writes_mean_and_std(tmp_path, monkeypatch):
     with h5py.File(out) as f, h5py.File(tmp_path / "rec_std.h5") as g:
         mean, std = f["reconstruction"][()], g["reconstruction"][()]
     assert mean.shape == std.shape == (1, 32, 32) and std.max() > 0 and np.all(std >= 0)
+
+
+# -- data scale (config.normalise) ------------------------------------------------------------------------------
+def test_rms_scale_puts_x0_on_the_noise_scale_and_max_rule_does_not():
+    b = batch_of(phantom(4, 32, 32), accel=8.0)
+    x0_max, _, _ = tiny().simulate_pair(b)
+    x0_rms, cond_rms, scale = tiny(normalise="zero_filled_rms").simulate_pair(b)
+    rms = lambda t: float(t.pow(2).mean().sqrt())  # noqa: E731
+    assert rms(x0_max) < 0.7  # the paper's rule: x0 below the unit-variance noise (0.28 on simulated brains)
+    assert 0.7 < rms(x0_rms) < 1.4 and abs(math.log(rms(x0_rms))) < abs(math.log(rms(x0_max)))
+    assert abs(rms(cond_rms[:, :1]) - 1.0) < 0.05
+    # the scale undoes it: x0 * scale is the target in the batch's units
+    assert torch.allclose(x0_rms[:, 0] * scale[:, None, None], b.target, atol=1e-5)
+
+
+def test_rms_scale_is_undone_before_data_consistency(monkeypatch):
+    """With a network that returns its condition, the reconstruction without DC is A^H y in the caller's units
+    whatever the rule (the gain applied to the condition is divided out of the output)."""
+    import mrrecon.methods.ssdm.sampler as sampler
+
+    monkeypatch.setattr(sampler, "sample_x0", lambda model, cond, steps, generator=None: cond[:, :1])
+    b = batch_of(phantom(2, 32, 32), accel=4.0)
+    outs = [reconstruct_kspace(tiny(normalise=n), b.kspace, b.mask, dc="none").abs()
+            for n in ("zero_filled", "zero_filled_rms")]
+    assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)

@@ -42,9 +42,11 @@ class SSDMConfig:
     sampling_steps: deterministic DDIM steps this checkpoint samples with: T for the pre-trained teacher,
         N for a student distilled to N steps (Alg. 2). Written by the distillation driver.
     complex_data: the complex-valued instance (real/imag channels, phase preserved).
-    normalise: scale of the training images: ``zero_filled`` (divide by max |A^H y|, the same quantity
-        the reconstructor divides by at test time) or ``target`` (divide by max |x0|, Sec. III.D literally;
-        the fully sampled maximum is not available at test time, see docs/ssdm.md).
+    normalise: scale of the images the network sees: ``zero_filled`` (divide by max |A^H y|, the same quantity
+        the reconstructor divides by at test time), ``target`` (divide by max |x0|, Sec. III.D literally;
+        the fully sampled maximum is not available at test time, see docs/ssdm.md) or ``zero_filled_rms``
+        (then divide by the rms of |A^H y| over the image: x0 gets an rms of about 1, the scale of the noise
+        x_t is drawn at; the same rule at training and reconstruction, undone before DC; docs/ssdm.md).
     dc: data consistency on the final output (eq. 4): ``hard`` (replacement, the paper's equation),
         ``soft`` (the official code's blend with weight ``dc_weight`` = 0.5) or ``none``.
     phase_window: magnitude instance on complex data: the side (pixels) of the centred k-space box whose
@@ -88,8 +90,8 @@ class SSDMModel(PretrainedModel):
     def __init__(self, config: SSDMConfig | dict | None = None):
         super().__init__(config)
         c = self.config
-        if c.normalise not in ("zero_filled", "target"):
-            raise ConfigError(f"ssdm normalise must be zero_filled or target, got {c.normalise!r}")
+        if c.normalise not in ("zero_filled", "target", "zero_filled_rms"):
+            raise ConfigError(f"ssdm normalise must be zero_filled, target or zero_filled_rms, got {c.normalise!r}")
         if c.dc not in ("hard", "soft", "none"):
             raise ConfigError(f"ssdm dc must be hard, soft or none, got {c.dc!r}")
         if not 1 <= c.sampling_steps <= c.timesteps or c.timesteps % c.sampling_steps:
@@ -111,6 +113,15 @@ class SSDMModel(PretrainedModel):
         """x_t (B, c, H, W), cond (B, 2, H, W) [Re, Im] of A^H y, t (B,) timesteps -> v_hat (B, c, H, W)."""
         return self.net(torch.cat([x_t, cond], dim=1), self.gamma_bar(t))
 
+    def input_gain(self, cond_image: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, 1) factor from max-normalised units (A^H y divided by its maximum, as every reconstructor and
+        ``simulate_pair`` divide) to the network's units: None (1) for ``zero_filled`` and ``target``;
+        1 / rms|A^H y| for ``zero_filled_rms``. ``cond_image``: (B, H, W) complex A^H y in max-normalised units."""
+        if self.config.normalise != "zero_filled_rms":
+            return None
+        rms = cond_image.abs().pow(2).flatten(1).mean(dim=1).sqrt()
+        return (1.0 / rms.clamp_min(torch.finfo(torch.float32).tiny))[:, None, None]
+
     # -- training data (eq. 1) -----------------------------------------------------------------------------
     def simulate_pair(self, batch: Batch, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -128,10 +139,13 @@ class SSDMModel(PretrainedModel):
         else:
             x0 = x0.to(torch.complex64)
         zf = SingleCoilCartesian(batch.mask).normal(x0)  # A^H y = A^H A x0, eq. 1 with A = M F
-        ref = zf if self.config.normalise == "zero_filled" else x0
+        ref = x0 if self.config.normalise == "target" else zf
         scale = ref.abs().flatten(1).amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
         x0 = x0 / scale[:, None, None]
         zf = zf / scale[:, None, None]
+        gain = self.input_gain(zf)
+        if gain is not None:
+            x0, zf, scale = x0 * gain, zf * gain, scale / gain[:, 0, 0]
         return to_channels(x0, self.config.complex_data), to_channels(zf, True), scale
 
     def training_loss(self, batch: Batch, loss_fn) -> dict[str, torch.Tensor]:

@@ -123,6 +123,9 @@ def reconstruct_kspace(model: SSDMModel, kspace: torch.Tensor, mask: torch.Tenso
     if not cfg.complex_data:
         phase = lowres_phase(kspace, coil_maps, cfg.phase_window, low=low)
         combined = combined * torch.polar(torch.ones_like(phase), -phase)
+    gain = model.input_gain(combined)  # the network's units (config.normalise); undone before DC
+    if gain is not None:
+        combined = combined * gain
     cond, (h, w) = _pad(to_channels(combined, True))
     b = cond.shape[0]
     if samples > 1:
@@ -131,6 +134,8 @@ def reconstruct_kspace(model: SSDMModel, kspace: torch.Tensor, mask: torch.Tenso
         generator = torch.Generator(device=cond.device).manual_seed(int(seed))
     x0 = sample_x0(model, cond, steps, generator=generator)[..., :h, :w]  # Sec. III.C step 3 (no DC yet)
     image = from_channels(x0)
+    if gain is not None:
+        image = image / gain.repeat(samples, 1, 1)
     if phase is not None:
         image = image * torch.polar(torch.ones_like(phase), phase).repeat(samples, 1, 1)
     if samples > 1:
