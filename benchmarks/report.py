@@ -66,6 +66,39 @@ def benchmark_section(title: str, what: str):
     return render
 
 
+def train_speed_section(d: dict) -> str:
+    modes = list(dict.fromkeys(r["mode"] for r in d["rows"]))
+    lines = ["## Training step speed on the CPU by precision and memory format\n",
+             f"Command: `{d['command']}` — seconds per optimiser step (median after the warm-up) of each shipped "
+             "config's own stage, one thread; the modes of a stage run back to back; loss = mean training loss of "
+             "the last 5 steps (same batches and noise draws in every mode); validation after the same steps in "
+             "float32 (PSNR dB, or the held-out loss of stages that do not reconstruct). Defaults chosen from it: "
+             "[training.md](training.md#speed-on-the-cpu).\n",
+             f"Machine: {_env_line(d['environment'])}.\n",
+             "| config / stage | " + " | ".join(f"{m} s/step (x fp32)" for m in modes) + " | loss fp32 / bf16 | "
+             "validation fp32 / bf16 |", "|---" * (len(modes) + 3) + "|"]
+    by_stage: dict[tuple, dict] = {}
+    for r in d["rows"]:
+        by_stage.setdefault((r["config"], r["stage"]), {})[r["mode"]] = r
+
+    def val(r):
+        v = r.get("validation") or {}
+        return f"{v['psnr']:.2f} dB" if "psnr" in v else (f"{v['val_loss']:.4g}" if "val_loss" in v else "-")
+
+    for (config, stage), rows in by_stage.items():
+        cells = [f"{rows[m]['seconds_per_step']:.3f} ({rows[m]['speedup_vs_fp32']:.2f}x)" if m in rows else "-"
+                 for m in modes]
+        fp, bf = rows.get("fp32"), rows.get("bf16")
+        loss = f"{fp['train_loss_last5']:.4g} / {bf['train_loss_last5']:.4g}" if fp and bf else "-"
+        vals = f"{val(fp)} / {val(bf)}" if fp and bf else "-"
+        lines.append(f"| {config}{'/' + stage if stage else ''} | " + " | ".join(cells) + f" | {loss} | {vals} |")
+    if d.get("errors"):
+        skipped = sorted({f"{e['config']}/{e['stage']}" for e in d["errors"]})
+        lines.append(f"\nNot measured (the stage's teacher is not shipped, so the stage cannot start alone): "
+                     f"{', '.join(skipped)}.")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_section(title: str, what: str, command: str, key: str = "table"):
     """A section from a benchmark script that stores its own markdown table (IMA, AK-Diffusion)."""
     def render(d: dict) -> str:
@@ -121,6 +154,7 @@ SECTIONS = [
         "AK-Diffusion on the shared multi-coil brains (not shipped weights)", "See [akdiff.md](akdiff.md).",
         "python benchmarks/akdiff.py --group shared --methods zero-filled,grappa,loraks,l1-wavelet,akdiff",
         key="markdown")),
+    ("train_speed.json", train_speed_section),
     ("physics.json", physics_section),
     ("espirit_vs_bart.json", espirit_section),
 ]
