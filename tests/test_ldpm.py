@@ -227,11 +227,44 @@ def test_dual_stage_sampler_runs_both_stages_and_is_reproducible():
     out1, nfe = run(settings)
     out2, _ = run(settings)
     assert nfe == 4 and torch.equal(out1, out2) and out1.shape == (1, 16, 16)
-    plain, _ = run(SamplerSettings(steps=4, mode="plain"))
-    # DC + guidance pull the result towards the measurements; plain sampling does not
-    assert float(meas.residual(out1)) < float(meas.residual(plain))
+    # DC + guidance pull the sampled image towards the measurements; plain sampling does not (the sampler's own
+    # image D(z_0): final_dc none, the paper's output)
+    dss, _ = run(SamplerSettings(steps=4, stage_boundary=600, guidance_scale=0.1, final_dc="none"))
+    plain, _ = run(SamplerSettings(steps=4, mode="plain", final_dc="none"))
+    assert float(meas.residual(dss)) < float(meas.residual(plain))
     with pytest.raises(ConfigError):
         SamplerSettings(mode="other").check()
+
+
+def test_final_dc_of_the_sampler():
+    """After the last step: hard DC keeps the measured samples of the complex image (its magnitude is the
+    output); soft moves them the fraction w; none returns D(z_0) itself; the final DC is the only difference."""
+    den = _tiny_denoiser()
+    model = ControlledDenoiser(den, IRControlNet.from_denoiser(den)).eval()
+    vae = PixelVAE()
+    x = _phantom(16)
+    meas = _single_coil(x, seed=5)
+    c_lat = vae.encode(meas.zero_filled())
+
+    def run(final_dc, weight=0.5, complex_output=False):
+        s = SamplerSettings(steps=3, stage_boundary=600, final_dc=final_dc, final_dc_weight=weight)
+        return dual_stage_sample(lambda z, t: model(z, t, c_lat), vae, meas, den.config.schedule(), s,
+                                 tuple(c_lat.shape), (0, 0, 0, 0), torch.Generator().manual_seed(0),
+                                 complex_output=complex_output)[0]
+
+    none, hard, hard_c = run("none"), run("hard"), run("hard", complex_output=True)
+    assert (none >= 0).all() and torch.equal(run("none", complex_output=True), none.to(torch.complex64))
+    assert torch.equal(hard, hard_c.abs()) and torch.equal(hard, meas.dc(none))  # DC of the sampler's image
+    m = meas.mask.to(torch.bool).expand_as(meas.kspace)
+    k_hard = fft2c(hard_c.unsqueeze(1))
+    assert torch.allclose(k_hard[m], meas.kspace[m], rtol=0, atol=1e-5 * float(meas.kspace.abs().max()))
+    soft_c = run("soft", 0.25, complex_output=True)
+    r_none = (fft2c(none.to(torch.complex64).unsqueeze(1)) - meas.kspace)[m]
+    r_soft = (fft2c(soft_c.unsqueeze(1)) - meas.kspace)[m]
+    assert torch.allclose(r_soft, 0.75 * r_none, rtol=0, atol=1e-5 * float(meas.kspace.abs().max()))
+    for bad in (SamplerSettings(final_dc="bogus"), SamplerSettings(final_dc="soft", final_dc_weight=1.0)):
+        with pytest.raises(ConfigError):
+            bad.check()
 
 
 # -- whole method with tiny saved weights -------------------------------------------------------------------------
@@ -265,6 +298,51 @@ def test_registered_methods_reconstruct_reproducibly(tmp_path):
     assert not torch.equal(p_mr, p_non)  # the ablation really swaps the VAE (vae-nonmri)
     with pytest.raises(ConfigError):
         load("ldpm:bogus=1", checkpoint=str(tmp_path))
+
+
+def test_final_dc_option_of_every_sampled_variant(tmp_path, monkeypatch):
+    """``final_dc`` (hard default, soft, none) is an option of ldpm and each sampled ablation (the same final DC
+    for all); with hard DC the single-coil measured samples are kept (``reconstruct_complex``, the registry's
+    hard-DC claim), ``none`` is the sampler's decoded image, and the final DC is all that differs."""
+    from mrrecon.core.reconstructor import MULTI_COIL, SINGLE_COIL, get_info
+    from mrrecon.data.sample import Sample
+    from mrrecon.methods import load
+    from mrrecon.methods.ldpm import sampler as sampler_module
+    from mrrecon.physics.coils import simulate_coil_maps
+
+    _save_tiny_weights(tmp_path)
+    x = _phantom(24) * 3.0
+    meas = _single_coil(x, seed=4)
+    single = Sample(kspace=meas.kspace[0], mask=meas.mask[0], target=x)
+    maps = simulate_coil_maps(3, (24, 24)).to(torch.complex64)
+    multi = Sample(kspace=fft2c(maps * x) * meas.mask[0], mask=meas.mask[0], target=x)
+    ck = str(tmp_path)
+    for name in ("ldpm", "ldpm-no-skm", "ldpm-no-mrvae", "ldpm-no-dss"):
+        info = get_info(name)
+        assert info.options["final_dc"].default == "hard"
+        hard = load(f"{name}:steps=2", checkpoint=ck)
+        none = load(f"{name}:steps=2:final_dc=none", checkpoint=ck)
+        assert info.hard_dc_of(hard) == {SINGLE_COIL: "image"} and info.hard_dc_of(none) == {}
+        for sample in (single, multi):
+            full = Measurement.from_kspace(sample.kspace.unsqueeze(0), sample.mask.unsqueeze(0))
+            a, b = hard.reconstruct(sample), none.reconstruct(sample)
+            # hard = |DC(none)| (DC is affine: the pipeline's normalisation does not change it)
+            assert torch.allclose(a, full.dc(b.unsqueeze(0))[0], rtol=1e-4, atol=1e-5 * float(a.max())), name
+            assert float(full.residual(a.unsqueeze(0))) < float(full.residual(b.unsqueeze(0)))
+        xc = hard.reconstruct_complex(single)
+        assert torch.allclose(xc.abs(), hard.reconstruct(single), rtol=1e-5, atol=1e-6)
+        y, m = single.kspace, single.mask.to(torch.bool).expand_as(single.kspace)
+        assert torch.allclose(fft2c(xc.unsqueeze(0))[m], y[m], rtol=0, atol=1e-5 * float(y.abs().max()))
+        assert MULTI_COIL not in info.hard_dc_of(hard)  # SENSE-combined DC image: no exact per-coil claim
+    soft = load("ldpm:steps=2:final_dc=soft:final_dc_weight=0.3", checkpoint=ck)
+    assert get_info("ldpm").hard_dc_of(soft) == {}
+    with pytest.raises(ConfigError):
+        load("ldpm:final_dc=bogus", checkpoint=ck)
+    assert "final_dc" not in get_info("ldpm-sketcher").options  # the sketch alone has no sampler
+    # final_dc=none reproduces the pre-final-DC pipeline: replacing the final DC by the identity gives it exactly
+    ref = load("ldpm:steps=2:final_dc=none", checkpoint=ck).reconstruct(single)
+    monkeypatch.setattr(sampler_module, "final_dc", lambda img, meas, settings: img.to(torch.complex64))
+    assert torch.equal(load("ldpm:steps=2", checkpoint=ck).reconstruct(single), ref)
 
 
 def test_single_coil_conversion_matches_paper_protocol():
@@ -367,6 +445,47 @@ def test_vae_recipe_gan_resume_and_measured_scaling(tmp_path):
     assert mr["config"]["scaling_factor"] == nonmri["config"]["scaling_factor"]  # kept from the initialisation
     assert "fine-tuned" in mr["metadata"]["measured"]["init"]
     assert math.isfinite(full[-1].result.last_validation["psnr_autoencoder"])
+    # the cards state the latent statistics of the training images and the factor
+    for stage, meta in (("vae_nonmri", nonmri), ("vae", mr)):
+        card = (tmp_path / "full" / stage / "final" / "README.md").read_text()
+        m = meta["metadata"]["measured"]
+        assert f"latent_std = {m['latent_std']}" in card and f"scaling_factor = {m['scaling_factor']}" in card
+    assert nonmri["metadata"]["measured"]["scaled_latent_std"] == pytest.approx(1.0, abs=2e-3)
+
+
+def test_vae_latent_statistics_and_measured_scaling_on_the_card():
+    """``export_metadata``: the latent std of the training images always (the card states it); with
+    ``measure_scaling`` the factor becomes 1 / std (scaled latents of std 1), without it the factor is kept."""
+    from mrrecon.methods.ldpm.recipes import VAERecipe
+    from mrrecon.train.config import load_config
+    from mrrecon.train.recipe import RecipeEnv
+    from mrrecon.train.trainer import model_card
+
+    for measure in (True, False):
+        cfg = load_config(None, ["recipe.name=ldpm-vae", "recipe.params.images=procedural",
+                                 "recipe.params.adv_weight=0", f"recipe.params.measure_scaling={str(measure).lower()}",
+                                 "recipe.params.measure_batches=2", "data.crop=[16, 16]", "model.type=ldpm-vae",
+                                 "train.batch_size=2"],
+                          base={"model": {"params": {**TINY_VAE, "scaling_factor": 0.5}}})
+        recipe = VAERecipe(cfg)
+        recipe.setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0, batch_size=2))
+        torch.manual_seed(0)
+        model = recipe.build_model().eval()
+        meas = recipe.export_metadata(model)
+        std = meas["latent_std"]
+        assert std > 0 and "4 training procedural images" in meas["latent_statistics_of"]
+        if measure:
+            assert model.config.scaling_factor == pytest.approx(1 / std, rel=1e-4)
+            assert meas["scaled_latent_std"] == pytest.approx(1.0, abs=1e-3)
+            z = model.encode(recipe._images(None, "measure", 0))
+            assert model.vae.config.scaling_factor == model.config.scaling_factor and z.std() > 0.5
+        else:
+            assert model.config.scaling_factor == 0.5 and meas["scaled_latent_std"] == pytest.approx(0.5 * std,
+                                                                                                     abs=1e-3)
+        meta = {"which": "final", "weights": "raw", "step": 0, "samples_seen": 0, "wall_time_s": 0.0,
+                "world_size": 1, "measured": meas, "recipe": recipe.describe()}
+        card = model_card(cfg, meta, model.num_parameters())
+        assert f"latent_std = {std}" in card and f"scaling_factor = {meas['scaling_factor']}" in card
 
 
 def test_generator_step_leaves_the_discriminator_alone():

@@ -1,8 +1,10 @@
-"""Pinned reconstructions: every registered method, on tiny inputs, gives the output pinned at commit 2ca2665.
+"""Pinned reconstructions: every registered method, on tiny inputs, gives its pinned output.
 
 ``tests/tiny_methods.py`` builds each method (tiny seeded models, few steps) and two tiny deterministic samples
 (32 x 32 single-coil with a 2-D mask, 4-coil with a 1-D mask); ``fixtures/pinned_outputs.npz`` holds the
-outputs of that code before the physics refactor. A reconstruction must stay within relative L2 error 1e-5
+outputs of the code before the physics refactor (commit 2ca2665), except the sampled LDPM keys,
+regenerated deliberately when LDPM gained its final data consistency (their ``final_dc=none`` output equals the
+old pin exactly, tests/test_ldpm.py). A reconstruction must stay within relative L2 error 1e-5
 (``||out - ref|| / ||ref||``). A registered method without a pinned output fails, unless it is in
 ``tiny_methods.EXCLUDED`` (the external peers).
 

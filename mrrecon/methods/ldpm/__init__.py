@@ -14,7 +14,7 @@ from typing import Annotated
 
 import torch
 
-from mrrecon.core.reconstructor import MethodInfo, register
+from mrrecon.core.reconstructor import SINGLE_COIL, MethodInfo, register
 from mrrecon.methods.ldpm.pipeline import LDPMReconstructor
 from mrrecon.methods.ldpm.sampler import SamplerSettings
 
@@ -31,9 +31,14 @@ def _factory(variant: str, checkpoint: str | None = None, device: str | torch.de
              eta: Annotated[float, "0 = deterministic DDIM update, 1 = DDPM noise in eq. 12"] = SamplerSettings.eta,
              seed: Annotated[int, "initial-noise seed"] = 0,
              vae: Annotated[str | None, "VAE folder to use instead of the shipped one (mrrecon ldpm-vae folder or "
-                                        "diffusers AutoencoderKL)"] = None) -> LDPMReconstructor:
+                                        "diffusers AutoencoderKL)"] = None,
+             final_dc: Annotated[str, "data consistency of the decoded image after the last step (not in the paper): "
+                                      "hard | soft | none (the paper's D(z_0))"] = SamplerSettings.final_dc,
+             final_dc_weight: Annotated[float, "soft final DC: fraction in (0, 1) the measured samples move toward "
+                                               "k_u"] = SamplerSettings.final_dc_weight) -> LDPMReconstructor:
     return LDPMReconstructor(variant, checkpoint=checkpoint, device=device, steps=steps,
-                             guidance_scale=guidance_scale, stage_boundary=stage_boundary, eta=eta, seed=seed, vae=vae)
+                             guidance_scale=guidance_scale, stage_boundary=stage_boundary, eta=eta, seed=seed, vae=vae,
+                             final_dc=final_dc, final_dc_weight=final_dc_weight)
 
 
 def _sketcher(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LDPMReconstructor:
@@ -43,18 +48,27 @@ def _sketcher(checkpoint: str | None = None, device: str | torch.device = "cpu")
 
 _DESCRIPTIONS = {
     "ldpm": "LDPM: SwinIR sketch + DC -> MR-VAE latent -> IRControlNet-controlled latent diffusion, Dual-Stage "
-            "Sampler (DC for t > p, k-space guidance for t <= p).",
+            "Sampler (DC for t > p, k-space guidance for t <= p), final DC of the decoded image (final_dc).",
     "ldpm-no-skm": "LDPM ablation w/o SkM: the ControlNet is conditioned on the zero-filled image x_u.",
     "ldpm-no-mrvae": "LDPM ablation w/o MR-VAE: a VAE never adapted to MRI (trained on non-MRI images).",
-    "ldpm-no-dss": "LDPM ablation w/o DSS: plain DDIM sampling, no DC or k-space guidance.",
+    "ldpm-no-dss": "LDPM ablation w/o DSS: plain DDIM sampling, no DC or k-space guidance while sampling (the same "
+                   "final DC as ldpm).",
     "ldpm-sketcher": "LDPM's sketcher module alone: SwinIR repair + DC (eq. 3).",
 }
-# No hard-DC claim: the last steps (t <= p) take gradient steps on the k-space residual (eqs. 10-11), and where
-# DC is applied (sketch, t > p) the magnitude of the DC'd image is taken after it (eqs. 3, 9). NFE: denoiser
-# evaluations (U-Net + ControlNet), one per sampling step; the sketcher alone evaluates none.
+# Hard-DC claim: with final_dc=hard (the default) the sampled variants end with a hard DC of the decoded image;
+# reconstruct_complex is that complex image, whose single-coil k-space equals k_u at the mask (multi-coil: the
+# SENSE-combined DC image, no exact claim). No claim with soft / none, nor for the sketcher (the magnitude of its
+# DC image, eq. 3). NFE: denoiser evaluations (U-Net + ControlNet), one per sampling step; the sketcher none.
+
+
+def _hard_dc_claim(method: LDPMReconstructor) -> dict[str, str]:
+    return {SINGLE_COIL: "image"} if method.settings.final_dc == "hard" else {}
+
+
 for _name, _desc in _DESCRIPTIONS.items():
     register(MethodInfo(
         name=_name, factory=_sketcher if _name == "ldpm-sketcher" else partial(_factory, _name), description=_desc,
         needs_weights=True, default_weights=DEFAULT_WEIGHTS, paper=PAPER,
         ablation_of=None if _name == "ldpm" else "ldpm",
+        hard_dc={} if _name == "ldpm-sketcher" else _hard_dc_claim,
         nfe=0 if _name == "ldpm-sketcher" else (lambda m: m.settings.steps)))

@@ -66,13 +66,14 @@ class Measurement:
         """The forward model A = M F (single-coil) or M F S (SENSE with the phase-carrying maps)."""
         return sense_or_single_coil(self.mask, self.maps)
 
-    def dc_complex(self, x: torch.Tensor) -> torch.Tensor:
-        """F^-1{F(x)(1 - M) + k_u M} (SENSE-combined with maps): (B, H, W) -> (B, H, W) complex64."""
-        return dc_image(x.to(torch.complex64), self.kspace, self.mask, self.maps)
+    def dc_complex(self, x: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        """F^-1{F(x)(1 - M) + k_u M} (SENSE-combined with maps): (B, H, W) -> (B, H, W) complex64. ``weight`` < 1:
+        soft DC, measured samples moved that fraction toward k_u (``dc_image``)."""
+        return dc_image(x.to(torch.complex64), self.kspace, self.mask, self.maps, weight=weight)
 
-    def dc(self, x: torch.Tensor) -> torch.Tensor:
+    def dc(self, x: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         """DC[x, k_u, M] = |F^-1{F(x)(1 - M) + k_u M}| (eq. 3, eq. 9); (B, H, W) real -> (B, H, W) real."""
-        return self.dc_complex(x).abs().to(x.dtype)
+        return self.dc_complex(x, weight).abs().to(x.dtype)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """delta = ||(F(x) - k_u) M||_2^2 = ||A x - k_u||^2 per sample (eq. 10; k_u is zero off the mask);

@@ -15,6 +15,11 @@ Variants (registered method names):
 * ``ldpm-no-dss``    -- plain DDIM sampling (no DC, no k-space guidance).
 * ``ldpm-sketcher``  -- the sketch c alone (SkM output), for comparison.
 
+Every variant except ``ldpm-sketcher`` ends with the same final data consistency of the decoded image
+(``final_dc``: hard by default, ``soft`` with ``final_dc_weight``, ``none`` = the paper's D(z_0)), so that the
+ablations differ only in what their row of Table II removes (docs/ldpm.md). With hard final DC,
+``reconstruct_complex`` is the complex DC image, whose single-coil k-space equals k_u at the mask.
+
 Samples are normalised by the peak of their zero-filled magnitude (the training convention) and the result is
 scaled back. ``last_nfe`` counts denoiser evaluations (U-Net + ControlNet) of the last slice.
 """
@@ -53,7 +58,7 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MRVAE:
 class LDPMReconstructor(Reconstructor):
     def __init__(self, variant: str = "ldpm", checkpoint: str | None = None, device: str | torch.device = "cpu",
                  steps: int = 50, guidance_scale: float = 0.1, stage_boundary: int = 200, eta: float = 0.0,
-                 seed: int = 0, vae: str | None = None):
+                 seed: int = 0, vae: str | None = None, final_dc: str = "hard", final_dc_weight: float = 0.5):
         if variant not in VARIANTS:
             raise ConfigError(f"unknown LDPM variant {variant!r}; one of {VARIANTS}")
         self.name, self.variant = variant, variant
@@ -62,7 +67,8 @@ class LDPMReconstructor(Reconstructor):
         self.seed = int(seed)
         self.settings = SamplerSettings(steps=int(steps), stage_boundary=int(stage_boundary),
                                         guidance_scale=float(guidance_scale), eta=float(eta),
-                                        mode="plain" if variant == "ldpm-no-dss" else "dss").check()
+                                        mode="plain" if variant == "ldpm-no-dss" else "dss",
+                                        final_dc=str(final_dc), final_dc_weight=float(final_dc_weight)).check()
         self.sketcher = from_pretrained(root / SUBFOLDERS["sketcher"], device=self.device,
                                         expected_type="ldpm-sketcher")
         self.last_nfe = 0
@@ -86,6 +92,16 @@ class LDPMReconstructor(Reconstructor):
 
     @torch.no_grad()
     def reconstruct(self, sample: Sample) -> torch.Tensor:
+        return self._run(sample, complex_output=False)
+
+    @torch.no_grad()
+    def reconstruct_complex(self, sample: Sample) -> torch.Tensor:
+        """(H, W) complex64: the final DC image before its magnitude (``reconstruct`` is its magnitude). With
+        ``final_dc=hard`` its single-coil k-space equals the measured samples; with ``none`` (and for
+        ``ldpm-sketcher``, whose sketch is already a magnitude) it is the real output."""
+        return self._run(sample, complex_output=True)
+
+    def _run(self, sample: Sample, complex_output: bool) -> torch.Tensor:
         k = sample.kspace.to(self.device, torch.complex64).unsqueeze(0)
         mask = sample.mask.to(self.device).unsqueeze(0)
         meas0 = Measurement.from_kspace(k, mask)
@@ -97,11 +113,15 @@ class LDPMReconstructor(Reconstructor):
             cond = self.sketcher.sketch(meas)
         if self.variant == "ldpm-sketcher":
             self.last_nfe = 0
-            return (cond[0].float() * scale).clamp_min(0)
+            out = (cond[0].float() * scale).clamp_min(0)
+            return out.to(torch.complex64) if complex_output else out
         cond_pad, pad = pad_to(cond, self.pad_multiple)
         c_latent = self.vae.encode(cond_pad)
         g = torch.Generator().manual_seed(self.seed)
         x, nfe = dual_stage_sample(lambda z, t: self.model(z, t, c_latent), self.vae, meas, self.schedule,
-                                   self.settings, tuple(c_latent.shape), pad, generator=g)
+                                   self.settings, tuple(c_latent.shape), pad, generator=g,
+                                   complex_output=complex_output)  # D(z_0), then the final DC
         self.last_nfe = nfe
+        if complex_output:
+            return x[0] * scale.to(x.real.dtype)
         return (x[0].float() * scale).clamp_min(0)

@@ -17,9 +17,11 @@ stages they use in their recipe parameters (``vae: vae``, ``sketcher: sketcher``
 Eq. 5 + GAN (``ldpm-vae``): ``mu ||x_vae - x||_1 + nu perceptual + omega KL + adv_weight L_G`` with mu = 1,
 nu = 0.01, omega = 1e-8 (paper) and a PatchGAN discriminator (hinge loss) that starts after ``disc_start``
 steps; the discriminator is the recipe's second player (its own optimiser, same Adam settings, constant
-learning rate, its own data-parallel module; frozen during the generator's step). With ``measure_scaling``
-the latent scaling factor is measured on the evaluation weights after training (1 / std of the posterior
-modes of ``measure_batches`` training batches) and stored in the exported config and metadata.
+learning rate, its own data-parallel module; frozen during the generator's step). After training, the mean
+and std of the unscaled latents (posterior modes of ``measure_batches`` training batches) are measured on the
+evaluation weights and written to the exported metadata and the card (``measured after training``); with
+``measure_scaling`` the scaling factor becomes 1 / that std (stored in the exported config), otherwise the
+initialisation's factor is kept and the card shows the std of the scaled latents it gives.
 
 Data: the seeded pipeline of ``mrrecon.train.data`` (crops, flips, masks per (seed, epoch, index)). With
 probability ``single_coil_fraction`` a batch is converted to the paper's protocol (k_u = M F(RSS magnitude),
@@ -249,19 +251,37 @@ class VAERecipe(_LDPMRecipe):
                 "ssim": row["ssim"]}
 
     @torch.no_grad()
-    def export_metadata(self, model: MRVAE) -> dict[str, Any]:
+    def latent_statistics(self, model: MRVAE) -> dict[str, float]:
+        """Mean and std of the unscaled latents E(x) (posterior modes) of ``measure_batches`` fixed batches of
+        training images (the stage's own: MR crops, or procedural images for the non-MRI VAE), and their number."""
         p = self.params
+        if p.images == "procedural":
+            images = [self._images(None, "measure", i) for i in range(p.measure_batches)]
+        else:
+            images = [self._images(b.to(self.device), "measure", i) for i, b in enumerate(
+                fixed_batches(self.env.train_set, self.config.train.batch_size, p.measure_batches,
+                              self.config.train.seed, "measure"))]
+        z = torch.cat([model.posterior(x).mode().float() for x in images])
+        return {"mean": float(z.mean()), "std": float(z.std()), "images": int(z.shape[0])}
+
+    @torch.no_grad()
+    def export_metadata(self, model: MRVAE) -> dict[str, Any]:
+        """The latent statistics of the training set (always; the card states them), and with ``measure_scaling``
+        the scaling factor 1 / std written into the model's config (SD measured its 0.18215 the same way)."""
+        p = self.params
+        stats = self.latent_statistics(model)
         if p.measure_scaling:
-            if p.images == "procedural":
-                images = [self._images(None, "measure", i) for i in range(p.measure_batches)]
-            else:
-                images = [self._images(b.to(self.device), "measure", i) for i, b in enumerate(
-                    fixed_batches(self.env.train_set, self.config.train.batch_size, p.measure_batches,
-                                  self.config.train.seed, "measure"))]
-            z = torch.cat([model.posterior(x).mode().float() for x in images])
-            model.config.scaling_factor = float(1.0 / z.std())
+            model.config.scaling_factor = float(1.0 / stats["std"])
             model.vae.register_to_config(scaling_factor=model.config.scaling_factor)
-        return {"scaling_factor": round(float(model.config.scaling_factor), 5), "init": self.init_note,
+        factor = float(model.config.scaling_factor)
+        kind = "procedural" if p.images == "procedural" else "MR"
+        return {"scaling_factor": round(factor, 5),
+                "scaling": "measured (1 / latent_std)" if p.measure_scaling else "kept from the initialisation",
+                "latent_std": round(stats["std"], 5), "latent_mean": round(stats["mean"], 5),
+                "scaled_latent_std": round(stats["std"] * factor, 4),
+                "latent_statistics_of": f"{stats['images']} training {kind} images {self.config.data.crop} "
+                                        "(posterior modes, unscaled)",
+                "init": self.init_note,
                 "perceptual": getattr(self.perceptual, "name", type(self.perceptual).__name__)}
 
 

@@ -13,7 +13,14 @@ with a_t = alphas_cumprod[t] (the paper's alpha_t) and the next (smaller) spaced
   (``ddim_step``; sigma_t = eta * DDPM posterior std, eta = 0: the deterministic sampler of the conference
   paper; eta = 1: the extended paper's spaced-DDPM variant).
 
-The last spaced step goes to the clean level (a = 1), so the result is D(z0') of the last step.
+The last spaced step goes to the clean level (a = 1), so the sampler's image is D(z0') of the last step.
+
+Final data consistency (not in the paper; ``final_dc``, docs/ldpm.md "Choices the paper leaves open"): the
+decoded image D(z_0) (clamped to >= 0, the magnitude the sampler used to return) is made consistent with the
+measured k-space once more, ``x = DC[D(z_0), k_u, M]`` with ``mrrecon.physics.consistency.dc_image``:
+``hard`` (default: measured samples replaced, as in eqs. 3 and 9), ``soft`` (moved a fraction
+``final_dc_weight`` toward k_u) or ``none`` (the paper: D(z_0) itself). Without it the output ignores the
+measurements wherever the VAE or the prior miss them (the last stage, t <= p, only takes gradient steps).
 Images are padded (zero background) to a multiple of ``pad_multiple`` for the networks and cropped back for
 DC, guidance and the output.
 """
@@ -30,7 +37,10 @@ from mrrecon.diffusion.schedules import NoiseSchedule, ddim_step, x0_from_eps
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.physics import Measurement
 
-__all__ = ["SamplerSettings", "crop_to", "dc_step", "dual_stage_sample", "guidance_step", "pad_to"]
+__all__ = ["FINAL_DC", "SamplerSettings", "crop_to", "dc_step", "dual_stage_sample", "final_dc", "guidance_step",
+           "pad_to"]
+
+FINAL_DC = ("hard", "soft", "none")
 
 
 @dataclass
@@ -40,13 +50,24 @@ class SamplerSettings:
     guidance_scale: float = 0.1  # g
     eta: float = 0.0
     mode: str = "dss"  # "dss" (the paper) or "plain" (no DC, no guidance: the w/o-DSS ablation)
+    final_dc: str = "hard"  # DC of D(z_0) after the last step: hard | soft | none (the paper's output)
+    final_dc_weight: float = 0.5  # soft only: the fraction w in (0, 1) measured samples move toward k_u
 
     def check(self) -> SamplerSettings:
         if self.mode not in ("dss", "plain"):
             raise ConfigError(f"sampler mode must be 'dss' or 'plain', got {self.mode!r}")
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.final_dc not in FINAL_DC:
+            raise ConfigError(f"final_dc must be one of {FINAL_DC}, got {self.final_dc!r}")
+        if self.final_dc == "soft" and not 0.0 < self.final_dc_weight < 1.0:
+            raise ConfigError(f"final_dc_weight must be in (0, 1) for soft DC (1 is hard, 0 none); got "
+                              f"{self.final_dc_weight}")
         return self
+
+    def final_weight(self) -> float | None:
+        """The ``dc_image`` weight of the final DC: 1 (hard), ``final_dc_weight`` (soft) or None (none)."""
+        return {"hard": 1.0, "soft": float(self.final_dc_weight), "none": None}[self.final_dc]
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -80,13 +101,23 @@ def guidance_step(z0: torch.Tensor, vae, meas: Measurement, pad: tuple[int, int,
     return (z0 - scale * grad).detach()
 
 
+def final_dc(x: torch.Tensor, meas: Measurement, settings: SamplerSettings) -> torch.Tensor:
+    """The final data consistency of the decoded image x (B, H, W) >= 0: DC[x, k_u, M] with the weight of
+    ``settings.final_dc`` (``dc_image``; SENSE-combined for multi-coil), or x itself for ``none``.
+    Returns the complex image (B, H, W) complex64; its magnitude is the output."""
+    w = settings.final_weight()
+    return x.to(torch.complex64) if w is None else meas.dc_complex(x, weight=w)
+
+
 def dual_stage_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], vae, meas: Measurement,
                       schedule: NoiseSchedule, settings: SamplerSettings, latent_shape: tuple[int, ...],
-                      pad: tuple[int, int, int, int], generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, int]:
-    """Sample z_0 and decode it. ``eps_fn(z_t, t)`` is the (controlled) denoiser with its condition bound.
+                      pad: tuple[int, int, int, int], generator: torch.Generator | None = None,
+                      complex_output: bool = False) -> tuple[torch.Tensor, int]:
+    """Sample z_0, decode it and apply the final DC. ``eps_fn(z_t, t)`` is the (controlled) denoiser with its
+    condition bound.
 
-    Returns ((B, H, W) magnitude at the measurement's size, number of denoiser evaluations).
+    Returns ((B, H, W) magnitude at the measurement's size -- with ``complex_output`` the complex image whose
+    magnitude that is --, number of denoiser evaluations).
     """
     settings.check()
     device = meas.kspace.device
@@ -113,5 +144,8 @@ def dual_stage_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
             noise = torch.randn(z.shape, generator=generator).to(device)
         z = ddim_step(z0, eps, a_s, sig_s, eta=settings.eta, alpha=a_t, sigma=sig_t, noise=noise)  # eq. 12
     with torch.no_grad():
-        x = crop_to(vae.decode(z), pad)
-    return x.clamp_min(0), nfe
+        x = crop_to(vae.decode(z), pad).clamp_min(0)  # D(z_0): the paper's output
+        xc = final_dc(x, meas, settings)
+    if complex_output:
+        return xc, nfe
+    return (x if settings.final_dc == "none" else xc.abs().to(x.dtype)), nfe

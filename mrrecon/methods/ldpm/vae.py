@@ -56,7 +56,8 @@ class MRVAEConfig:
 
 
 class MRVAE(PretrainedModel):
-    """x (B, H, W) magnitude <-> z (B, 4, H/8, W/8) scaled latent. H, W must be multiples of ``downsample``."""
+    """x (B, H, W) magnitude <-> z (B, latent_channels, H/d, W/d) scaled latent, d = ``downsample`` (SD: 4, 8;
+    ldpm-small: 8, 4). H, W must be multiples of d."""
 
     model_type = "ldpm-vae"
     config_class = MRVAEConfig
@@ -99,7 +100,7 @@ class MRVAE(PretrainedModel):
         return z * self.config.scaling_factor
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """D(z): (B, 4, h, w) scaled latent -> (B, 8h, 8w) magnitude."""
+        """D(z): (B, latent_channels, h, w) scaled latent -> (B, d h, d w) magnitude."""
         return self.from_network(self.vae.decode(z / self.config.scaling_factor).sample)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
