@@ -84,7 +84,7 @@ def run_group(name: str, specs: list[DataSpec], data_root: Path, args) -> dict:
     for mask, accel, cf, methods in settings:
         cfg = BenchmarkConfig(methods=methods, masks=(mask,), accels=(accel,), center_fraction=cf, seed=0,
                               max_slices=1, warmup=False, figures=0)
-        res = run_benchmark(specs, cfg, out_dir / f"{mask}", progress=False)
+        res = run_benchmark(specs, cfg, out_dir / f"{mask}", progress=False, overwrite=True)  # measure anew
         parts[f"{mask}_{accel:g}x"] = slim_results(res, "python benchmarks/akdiff.py " + " ".join(sys.argv[1:]),
                                                    data_root=data_root)
     return parts

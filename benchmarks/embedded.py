@@ -46,7 +46,7 @@ def main():
                              contrasts=(args.contrast,), slices=args.slices, seed=args.seed)
     cfg = BenchmarkConfig(methods=args.methods, masks=tuple(args.masks.split(",")),
                           accels=tuple(float(a) for a in args.accels.split(",")), seed=args.seed, figures=1)
-    res = run_benchmark([DataSpec(f) for f in files], cfg, work / "benchmark")
+    res = run_benchmark([DataSpec(f) for f in files], cfg, work / "benchmark", overwrite=True)  # measure anew
     command = "python benchmarks/embedded.py " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "work") and v is not None)
     data_info = {"subjects": args.subjects, "size": args.size, "coils": args.coils, "slices": args.slices,

@@ -181,7 +181,7 @@ def _bench(name: str, data: list[str], methods: list[str], target: str, referenc
                               reference_contrast=reference, figures=2, compare_to=compare_to)
         specs, problems = collect_data(data, cfg)
         folder = REPO / "runs" / "ima-bench" / f"{name}-{mask}-{accel:g}x"
-        res = run_benchmark(specs, cfg, folder, problems=problems, progress=False)
+        res = run_benchmark(specs, cfg, folder, problems=problems, progress=False, overwrite=True)  # measure anew
         paths = [Path(d.split("::")[0]).resolve() for d in data]  # inline loader options off
         root = os.path.commonpath([str(q if q.is_dir() else q.parent) for q in paths])
         command = (f"python benchmarks/ima.py evaluate --which {name.split('-')[0]}  (mrrecon benchmark --data <dir> "

@@ -55,7 +55,7 @@ def part_benchmark(args, specs: list[DataSpec], data_root: Path, name: str, work
     specs_methods = args.methods.split(",") if args.methods else methods(args.steps, not args.no_ssdm)
     cfg = BenchmarkConfig(methods=specs_methods, masks=("random1d",),
                           accels=(float(args.accel),), seed=args.seed, figures=1)
-    res = run_benchmark(specs, cfg, work / "benchmark")
+    res = run_benchmark(specs, cfg, work / "benchmark", overwrite=True)  # measure anew
     command = f"python benchmarks/ldpm.py --part {args.part} --steps {args.steps} --accel {args.accel}" + (
         f" --subjects {args.subjects}" if args.part == "sim" else "") + (
         f" --methods {args.methods} --name {args.name}" if args.methods else "")

@@ -41,7 +41,7 @@ def main():
         print(json.dumps({"skipped": "shared data not found", "problems": problems}))
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="mrrecon-shared-"))
-    res = run_benchmark(specs, cfg, work, problems=problems)
+    res = run_benchmark(specs, cfg, work, problems=problems, overwrite=True)  # measure anew
     command = (f"python benchmarks/shared.py --methods {args.methods} --masks {args.masks} --accels {args.accels} "
                f"--seed {args.seed}")
     root = os.path.commonpath([os.path.realpath(s.path) for s in specs])

@@ -234,8 +234,17 @@ def test_singlecoil_and_file_mask(tmp_path):
     np.testing.assert_array_equal(s.mask[0, 0].numpy(), stored_mask)
     assert s.meta.effective_acceleration == pytest.approx(W / stored_mask.sum())
     torch.testing.assert_close(s.kspace[0] * s.meta.scale, under[1], rtol=1e-6, atol=1e-6)
-    retro = SliceDataset(path)[0]  # retrospective mask on already undersampled data is flagged
-    assert "already undersampled" in retro.meta.extra["warning"]
+    with pytest.raises(DataError, match="already undersampled .*13 of 32 lines.*mask 'file'"):
+        SliceDataset(path)[0]  # a retrospective mask on already undersampled data would undersample it twice
+    auto = SliceDataset(path, mask_kinds=("auto",))[1]  # 'auto' keeps the file's own sampling
+    assert auto.meta.mask_type == "file" and auto.meta.effective_acceleration == pytest.approx(W / 13)
+    # Without a stored mask the measured (non-zero) columns are the sampling, and the same rules apply.
+    path2 = write_fastmri_h5(tmp_path / "no_mask.h5", under)
+    with pytest.raises(DataError, match="13 of 32 phase-encode lines measured"):
+        SliceDataset(path2)[0]
+    s2 = SliceDataset(path2, mask_kinds=("file",))[1]
+    np.testing.assert_array_equal(s2.mask[0, 0].numpy(), stored_mask)
+    assert s2.meta.effective_acceleration == pytest.approx(W / 13)
 
 
 def test_bad_files_raise_or_are_skipped(subjects):

@@ -8,10 +8,12 @@ range = max of the target volume); per-slice rows use the same data range."""
 from __future__ import annotations
 
 import math
+import os
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +22,9 @@ from mrrecon.core.memory import PeakMemory
 from mrrecon.core.reconstructor import Reconstructor, sample_kind
 from mrrecon.data.fastmri import center_crop, clamp_crop_size
 from mrrecon.data.sample import Sample
+from mrrecon.errors import ConfigError
 from mrrecon.metrics.image import compute_metrics
+from mrrecon.utils.runfolder import RunFolder
 
 
 @dataclass
@@ -33,6 +37,7 @@ class SliceResult:
     peak_mem_mb: float | None
     nfe: int | None
     lpips: float | None = None  # only with perceptual metrics (mrrecon.metrics.perceptual)
+    effective_accel: float | None = None  # of this slice's mask (the volume row holds the mean over slices)
 
 
 @dataclass
@@ -57,16 +62,26 @@ class VolumeResult:
     lpips: float | None = None  # mean over slices, only with perceptual metrics
     perceptual_error: str | None = None  # perceptual metrics failed (the other metrics stand)
     features: dict | None = field(default=None, repr=False)  # Inception features {"pred", "target"}: (S, 2048)
+    rank: int | None = None  # the process that scored it (benchmark runs; absent elsewhere)
 
     def row(self) -> dict:
         """The volume as a flat dict (no per-slice rows, no images)."""
         d = asdict(self)
         for k in ("slices", "target", "image", "features"):
             d.pop(k)
-        for k in ("lpips", "perceptual_error"):  # present only when perceptual metrics ran
+        for k in ("lpips", "perceptual_error", "rank"):  # present only when perceptual metrics ran / in benchmarks
             if d[k] is None:
                 d.pop(k)
         return d
+
+    def to_record(self) -> dict:
+        """The volume and its slices as JSON-ready values (no images, no features): ``from_record`` inverts it."""
+        return {**self.row(), "slices": [asdict(s) for s in self.slices]}
+
+    @classmethod
+    def from_record(cls, record: dict) -> VolumeResult:
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__ and k != "slices"}
+        return cls(**known, slices=[SliceResult(**s) for s in record.get("slices", [])])
 
     def slice_rows(self) -> list[dict]:
         base = {k: v for k, v in self.row().items() if k not in ("psnr", "ssim", "nmse", "seconds_per_slice",
@@ -124,7 +139,8 @@ def score_volume(method_name: str, method: Reconstructor, samples: Sequence[Samp
             sm = compute_metrics(target[i], pred[i], data_range=data_range)
             res.slices.append(SliceResult(slice=int(s.meta.slice or i), psnr=float(sm["psnr"]),
                                           ssim=float(sm["ssim"]), nmse=float(sm["nmse"]), seconds=seconds[i],
-                                          peak_mem_mb=mems[i], nfe=nfes[i]))
+                                          peak_mem_mb=mems[i], nfe=nfes[i],
+                                          effective_accel=_float_or_none(s.meta.effective_acceleration)))
         if perceptual is not None and perceptual.available:
             _score_perceptual(res, perceptual, target, pred, data_range)
         res.seconds_per_slice = float(np.mean(seconds))
@@ -152,6 +168,10 @@ def _score_perceptual(res: VolumeResult, perceptual, target: torch.Tensor, pred:
             s.lpips = float(v)
         res.lpips = float(np.mean(out["lpips"]))
     res.features = out["features"]
+
+
+def _float_or_none(x) -> float | None:
+    return None if x is None else float(x)
 
 
 def _std(values: np.ndarray) -> float:
@@ -195,3 +215,91 @@ def summarise(results: Iterable[VolumeResult]) -> list[dict]:
 
 def is_finite(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+class OutputFolder:
+    """Resume and sharding for ``mrrecon reconstruct`` into a folder (fastMRI submission layout: one output file
+    per input, and its ``_std.h5`` with posterior samples).
+
+    ``targets``: (key, output path) per input, in order; the key names the input (its path and loader options).
+    The folder follows the reuse rule of ``mrrecon.utils.runfolder`` (state in ``<out>/.mrrecon/``): the same
+    settings resume (an input whose outputs are complete is skipped), different settings are refused unless
+    ``overwrite``. An input counts as complete when its record (written after its output files, which are written
+    atomically) is there and every output file opens with a ``reconstruction`` of the recorded shape. With
+    several processes rank 0 applies the rule and the unfinished inputs are shared out round-robin
+    (``mine()``). A single output file (one input, ``--out x.h5``) is written as before: no state, no sharing."""
+
+    def __init__(self, out: Path, targets: Sequence[tuple[object, Path]], settings: dict, *, is_dir: bool,
+                 std: bool = False, overwrite: bool = False, group=None):
+        import glob
+
+        from mrrecon.utils.distributed import ProcessGroup
+
+        self.out, self.targets, self.is_dir, self.std = Path(out), list(targets), is_dir, std
+        self.overwrite = overwrite
+        self.group = group if group is not None else ProcessGroup.start()
+        self.folder = None
+        self.finished = 0
+        for key, target in self.targets:  # an output must never replace (or, with overwrite, delete) an input
+            source = key.get("input") if isinstance(key, dict) else None
+            for f in self._files(target):
+                if source and f.exists() and Path(source).exists() and os.path.samefile(f, source):
+                    raise ConfigError(f"--out {out}: the output {f} would replace the input {source}; choose another "
+                                      "output folder")
+        if is_dir:
+            patterns = [glob.escape(f.name) for _, t in self.targets for f in self._files(t) if f.parent == self.out]
+            self.folder = RunFolder(self.out, "reconstruct", settings, state=".mrrecon", outputs=patterns,
+                                    foreign=patterns)
+
+    def _files(self, target: Path) -> list[Path]:
+        target = Path(target)
+        return [target] + ([target.with_name(target.stem + "_std.h5")] if self.std else [])
+
+    def _complete(self, index: int) -> bool:
+        key, target = self.targets[index]
+        rec = self.folder.read_record(key)
+        if rec is None:
+            return False
+        import h5py
+
+        for f in self._files(target):
+            try:
+                with h5py.File(f, "r") as h:
+                    if list(h["reconstruction"].shape) != list(rec.get("shape", [])):
+                        return False
+            except (OSError, KeyError):
+                return False
+        return True
+
+    def mine(self, echo) -> list[int]:
+        """Indices of this process's share of the inputs still to reconstruct (all of them, alone)."""
+        if self.folder is None:
+            return list(range(len(self.targets))) if self.group.is_main else []
+
+        def plan() -> list[int]:
+            outcome = self.folder.prepare(self.overwrite)
+            pending = [i for i in range(len(self.targets)) if not self._complete(i)]
+            if outcome == "resumed" and len(pending) < len(self.targets):
+                echo(f"resuming in {self.out}: {len(self.targets) - len(pending)} of {len(self.targets)} input(s) "
+                     f"already reconstructed (--overwrite redoes them)")
+            return pending
+
+        pending = self.group.run_on_main(plan)
+        if not self.group.is_main:
+            self.folder.attach()
+        self.finished = len(self.targets) - len(pending)
+        return pending[self.group.rank::self.group.world]
+
+    def done(self, index: int, shape: Sequence[int]) -> None:
+        """Record input ``index`` as complete (after its output files are written)."""
+        if self.folder is not None:
+            key, target = self.targets[index]
+            self.folder.write_record(key, {"output": str(target), "shape": list(shape), "rank": self.group.rank})
+
+    def total(self, failures: int, shared: int = 0) -> int:
+        """Failures of every process, after all have finished; ``shared``: of ``failures``, those every process
+        counted (inputs that were not found), counted once."""
+        return sum(self.group.gather(failures - shared)) + shared
+
+    def close(self) -> None:
+        self.group.close()

@@ -11,7 +11,9 @@ One slice becomes a Sample in five explicit steps (:func:`make_slice_sample`):
    640x368); then the full-size RSS is used and ``meta.extra['recon_size']`` holds the crop that metrics
    must apply to both reconstruction and target (``center_crop(x, recon_size)``), which reproduces the
    stored target;
-3. mask from ``mrrecon.physics.masks.make_mask`` with a recorded seed (``meta.seed``);
+3. mask from ``mrrecon.physics.masks.make_mask`` with a recorded seed (``meta.seed``), or the file's own sampling
+   (kind ``'file'``, or ``'auto'`` on k-space that is already undersampled: a stored ``mask`` or
+   :func:`measured_sampling`); a retrospective mask on already undersampled k-space is a DataError;
 4. undersampling: zeros outside the mask, k-space unchanged inside;
 5. normalisation ``normalise='max'``: ``scale = max |zero-filled image|`` (RSS over coils of
    ``ifft2c(undersampled k-space)``), computed from measured data only; k-space and target are divided by
@@ -43,7 +45,13 @@ from mrrecon.physics.fft import fft2c, ifft2c
 
 Normalise = Literal["max", "none"]
 CropSpec = tuple[int, int] | Literal["recon"] | None
-FILE_MASK = "file"  # mask kind meaning "use the mask stored in the file" (fastMRI test/challenge files)
+FILE_MASK = "file"  # mask kind meaning "use the file's own sampling" (stored 'mask', or its measured samples)
+AUTO_MASK = "auto"  # the file's own sampling when it is already undersampled, else DEFAULT_MASK_KIND
+DEFAULT_MASK_KIND = "random1d"
+# Already-undersampled k-space (see measured_sampling): unmeasured phase-encode columns inside the measured range
+# (1-D), or unmeasured samples inside the measured bounding box (2-D; above an elliptical shutter's 21.5 %).
+UNDERSAMPLED_MIN_GAP_FRACTION = 0.1
+UNDERSAMPLED_MIN_ZERO_FRACTION_2D = 0.3
 DEFAULT_TARGET_KEYS = ("reconstruction_rss", "reconstruction_esc")  # ground truths, not submissions
 
 
@@ -124,6 +132,57 @@ def _file_mask(stored: torch.Tensor | None, shape: tuple[int, int], file) -> _Fi
     return _FileMask(mask=m, acceleration=eff, effective_acceleration=eff)
 
 
+@dataclass
+class MeasuredSampling:
+    """The sampling pattern of k-space that is already undersampled: ``mask`` (1, 1, W) for a 1-D (column)
+    pattern or (1, H, W) for a 2-D one, True where any coil holds a non-zero value."""
+
+    mask: torch.Tensor
+    pattern: str  # "1-D" | "2-D"
+
+    @property
+    def fraction(self) -> float:
+        return float(self.mask.float().mean())
+
+    @property
+    def effective_acceleration(self) -> float:
+        return 1.0 / self.fraction if self.fraction > 0 else float("inf")
+
+    def describe(self) -> str:
+        if self.pattern == "1-D":
+            n, w = int(self.mask.sum()), int(self.mask.shape[-1])
+            return f"{n} of {w} phase-encode lines measured, effective {self.effective_acceleration:.2f}x"
+        return (f"{self.fraction:.1%} of k-space samples measured (2-D pattern), effective "
+                f"{self.effective_acceleration:.2f}x")
+
+
+def measured_sampling(kspace: torch.Tensor) -> MeasuredSampling | None:
+    """The sampling of ``kspace`` (C, H, W) if it is already undersampled, else None.
+
+    A sample is measured when any coil holds a non-zero value. Zero bands at the edges (zero padding, partial
+    Fourier) are not undersampling, so only the bounding box of the measured samples counts: k-space whose
+    columns inside it are each all measured or all empty is a 1-D pattern, undersampled when at least
+    ``UNDERSAMPLED_MIN_GAP_FRACTION`` of those columns are empty; otherwise it is undersampled when at least
+    ``UNDERSAMPLED_MIN_ZERO_FRACTION_2D`` of the samples inside the box are empty (2-D pattern). Fully sampled
+    data hold no exact zeros inside the box, so both thresholds leave a wide margin.
+    """
+    sampled = (kspace != 0).reshape(-1, *kspace.shape[-2:]).any(dim=0)  # (H, W)
+    if not bool(sampled.any()):
+        return None  # all zero: refused later ("zero-filled image is all zero")
+    rows, cols = sampled.any(dim=1), sampled.any(dim=0)
+    r = torch.nonzero(rows).flatten()
+    c = torch.nonzero(cols).flatten()
+    box = sampled[int(r[0]):int(r[-1]) + 1, int(c[0]):int(c[-1]) + 1]
+    box_cols = box.any(dim=0)
+    if bool((box == box_cols.unsqueeze(0)).all()):  # every column all measured or all empty
+        if 1.0 - float(box_cols.float().mean()) < UNDERSAMPLED_MIN_GAP_FRACTION:
+            return None
+        return MeasuredSampling(mask=cols.view(1, 1, -1).clone(), pattern="1-D")
+    if 1.0 - float(box.float().mean()) < UNDERSAMPLED_MIN_ZERO_FRACTION_2D:
+        return None
+    return MeasuredSampling(mask=sampled.view(1, *sampled.shape).clone(), pattern="2-D")
+
+
 def _complex_array(arr: np.ndarray, path, what: str) -> torch.Tensor:
     if arr.dtype.names is not None or not np.iscomplexobj(arr):
         arr = arr.astype(np.complex64) if arr.dtype.names is None else arr["r"] + 1j * arr["i"]
@@ -170,8 +229,22 @@ class _H5Slices:
         return maps
 
 
+def _stamp(path: Path) -> tuple:
+    """Size and modification time of the file(s) behind ``path``: part of the cache key, so that a file changed
+    on disk is read again (BART pairs: both files; folders: the folder)."""
+    files = [path.with_suffix(".cfl"), path.with_suffix(".hdr")] if file_format(path) == "cfl" else [path]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 @lru_cache(maxsize=2)
-def _cached_source(path: str, domain: str, coil_axis, slice_axis, key) -> SampleSource:
+def _cached_source(path: str, domain: str, coil_axis, slice_axis, key, stamp=None) -> SampleSource:
     return load_sample_source(path, domain=domain, coil_axis=coil_axis, slice_axis=slice_axis, key=key)
 
 
@@ -190,7 +263,7 @@ class _ArraySlices:
 
     @property
     def source(self) -> SampleSource:
-        return _cached_source(*self._args)
+        return _cached_source(*self._args, _stamp(self.path))
 
     @property
     def num_slices(self) -> int:
@@ -213,15 +286,26 @@ class _ArraySlices:
 
 
 def _open_slices(path: str | os.PathLike, domain: str = "auto", coil_axis: int | None = None,
-                 slice_axis: int | None = None, key: str | None = None) -> _H5Slices | _ArraySlices:
+                 slice_axis: int | None = None, key: str | None = None, *,
+                 image_only_ok: bool = False) -> _H5Slices | _ArraySlices:
     """fastMRI h5 with k-space and no loader options -> lazy per-slice reads; anything else ->
-    ``load_sample_source`` (whole volume, cached)."""
+    ``load_sample_source`` (whole volume, cached).
+
+    A fastMRI h5 without ``kspace`` (only ``reconstruction_rss``/``_esc``) is refused: nothing measured is there
+    to reconstruct. ``domain='image'`` (or ``key=<the image dataset>``) opts in to k-space synthesised from the
+    stored image; ``image_only_ok`` allows it silently (fully sampled references of multi-contrast pairs).
+    """
     path = Path(path)
     plain = domain == "auto" and coil_axis is None and slice_axis is None and key is None
     if plain and file_format(path) == "h5":
         info = FastMRIFile(path)
         if info.has_kspace:
             return _H5Slices(path, info)
+        if not image_only_ok:
+            raise DataError(f"no 'kspace' dataset, only the image(s) {', '.join(info.target_keys)}: there is no "
+                            "measured k-space to reconstruct. To simulate k-space from the image (fft2c, "
+                            "Hermitian, not comparable to measured data) opt in with the loader option "
+                            "domain=image (FILE::domain=image)", path)
     return _ArraySlices(path, domain=domain, coil_axis=coil_axis, slice_axis=slice_axis, key=key)
 
 
@@ -298,17 +382,37 @@ def _slice_sample(src, s: int, *, kind: str, acceleration: float, center_fractio
     path = src.path
     k_full, note = src.kspace(s)
     extra: dict[str, Any] = dict(note)
+    stored_mask = src.stored_mask
+    stored_under = stored_mask is not None and not bool(stored_mask.all())
+    if stored_mask is not None:
+        _file_mask(stored_mask, tuple(k_full.shape[-2:]), path)  # a stored mask must fit the file's k-space
     if kspace_crop is not None:
-        if kind == FILE_MASK:
-            raise ConfigError("mask_kind='file' cannot be combined with kspace_crop")
+        if stored_mask is not None and kind in (FILE_MASK, AUTO_MASK):
+            raise ConfigError(f"mask_kind={kind!r} cannot be combined with kspace_crop (the stored mask fits the "
+                              "uncropped k-space)")
         extra["kspace_cropped_from"] = tuple(int(n) for n in k_full.shape[-2:])
         k_full = center_crop(k_full, clamp_crop_size(tuple(k_full.shape[-2:]), tuple(kspace_crop)))
     H, W = k_full.shape[-2:]
+    # Already undersampled? A stored 'mask' says so; else the measured (non-zero) samples tell.
+    measured = None if stored_under or note.get("kspace_synthesised") else measured_sampling(k_full)
+    if stored_under:
+        how = (f"the file has a 'mask' dataset: {int(stored_mask.sum())} of {int(stored_mask.numel())} lines, "
+               f"effective {float(stored_mask.numel()) / max(int(stored_mask.sum()), 1):.2f}x")
+    elif measured is not None:
+        how = measured.describe()
+    if kind == AUTO_MASK:
+        kind = FILE_MASK if stored_under or measured is not None else DEFAULT_MASK_KIND
+        extra["mask_choice"] = ("auto: the file's own sampling (already undersampled)" if kind == FILE_MASK
+                                else f"auto: {DEFAULT_MASK_KIND} (fully sampled k-space)")
+    elif kind != FILE_MASK and (stored_under or measured is not None):
+        raise DataError(f"k-space is already undersampled ({how}); a retrospective {kind!r} mask would "
+                        "undersample it again. Reconstruct it with its own sampling: mask 'file' (--mask file "
+                        "or --mask auto)", path)
     recon_size = src.recon_size
     crop_size = _crop_size(crop, recon_size, (H, W), path)
     if crop_size is not None and crop_size != (H, W):
         if kind == FILE_MASK:
-            raise ConfigError("mask_kind='file' cannot be combined with crop (the stored mask fits the "
+            raise ConfigError("the file's own sampling (mask 'file') cannot be combined with crop (it fits the "
                               "uncropped k-space)")
         k_full = fft2c(center_crop(ifft2c(k_full), crop_size))
         extra["cropped_from"] = (int(H), int(W))
@@ -334,10 +438,21 @@ def _slice_sample(src, s: int, *, kind: str, acceleration: float, center_fractio
     if recon_size is not None:
         extra["recon_size"] = clamp_crop_size((H, W), recon_size)
     if kind == FILE_MASK:
-        mask_result = _file_mask(src.stored_mask, (H, W), path)
+        if stored_under or (stored_mask is not None and measured is None):
+            mask_result = _file_mask(stored_mask, (H, W), path)
+            extra["mask_source"] = "file:mask"
+        elif measured is not None:
+            eff = measured.effective_acceleration
+            mask_result = _FileMask(mask=measured.mask, acceleration=eff, effective_acceleration=eff)
+            extra["mask_source"] = f"measured: {measured.pattern} pattern of non-zero k-space"
+        else:
+            raise DataError("mask 'file': the file has no 'mask' dataset and its k-space is fully sampled (no "
+                            "unmeasured lines); choose a retrospective mask such as random1d", path)
+        if stored_mask is not None and not stored_under and measured is not None:
+            extra["mask_source"] += " (the stored 'mask' marks every line)"
+        if stored_under or measured is not None:
+            extra["already_undersampled"] = True  # the target is the zero-filled RSS, not a reference
     else:
-        if src.stored_mask is not None:
-            extra["warning"] = "file k-space is already undersampled (it has a 'mask'); undersampled again"
         mask_result = _make_mask(kind, (H, W), acceleration, center_fraction, mask_seed, mask_options)
     if contrast is None:
         acq = src.attrs.get("contrast") or src.attrs.get("acquisition")
@@ -487,7 +602,7 @@ class PairedSliceDataset(SliceDataset):
         ref_options = reference_options if reference_options is not None else options.get("source_options")
         for pair, src in zip(pairs, self.sources, strict=True):
             try:
-                ref = _open_slices(pair.reference, **(ref_options or {}))
+                ref = _open_slices(pair.reference, **(ref_options or {}), image_only_ok=True)
                 if ref.num_slices != src.num_slices:
                     raise DataError(f"{ref.num_slices} slices, but target {pair.target} has {src.num_slices}",
                                     pair.reference)
@@ -572,15 +687,19 @@ def samples_from_file(
     :func:`~mrrecon.data.formats.load_sample_source` (``domain``, ``coil_axis``, ``slice_axis``, ``key``);
     image-domain data become k-space by ``fft2c`` (``meta.extra['kspace_synthesised'] = True``). Masks use
     the same seeds as ``SliceDataset(fixed_mask=True)``: ``derive_seed(seed, file name, slice, 'mask')``.
-    ``max_slices`` keeps that many slices around the middle of the volume. k-space inputs that are mostly
-    exact zeros (already undersampled?) trigger a warning, since their "target" is not fully sampled.
+    ``max_slices`` keeps that many slices around the middle of the volume. ``mask_kind``: a retrospective kind
+    (``random1d`` ...), ``'file'`` (the file's own sampling: its stored ``mask``, else its measured samples) or
+    ``'auto'`` (``'file'`` for k-space that is already undersampled, else ``random1d``). A retrospective kind on
+    k-space that is already undersampled (a stored ``mask``, or :func:`measured_sampling`) is a DataError: it
+    would be undersampled twice. A fastMRI h5 without ``kspace`` is refused unless ``domain='image'``.
     ``kspace_crop=(h, w)`` keeps the central h x w of the full k-space before anything else (a lower
     resolution, same field of view): for data zero-padded in k-space, so that padding is not counted as
     sampled.
     """
     path = Path(path)
     src = _open_slices(path, domain=domain, coil_axis=coil_axis, slice_axis=slice_axis, key=key)
-    warned = False
+    if src.num_slices < 1:
+        raise DataError("the file holds no slices", path)
     for s in central_slices(src.num_slices, max_slices):
         mseed = derive_seed(int(seed), path.name, s, "mask")
         sample = _slice_sample(src, s, kind=mask_kind, acceleration=float(acceleration),
@@ -588,10 +707,5 @@ def samples_from_file(
                                target_key=target_key, mask_options=dict(mask_options or {}),
                                kspace_crop=kspace_crop)
         if isinstance(src, _ArraySlices) and src.kind == "kspace":
-            zero_fraction = float((src.source.data[s] == 0).float().mean())
-            sample.meta.extra["input_zero_fraction"] = zero_fraction
-            if zero_fraction > 0.5 and not warned:
-                warnings.warn(f"{path}: {zero_fraction:.0%} of the input k-space is exactly zero (already "
-                              "undersampled?); its RSS 'target' is not a fully sampled reference", stacklevel=2)
-                warned = True
+            sample.meta.extra["input_zero_fraction"] = float((src.source.data[s] == 0).float().mean())
         yield sample

@@ -314,10 +314,14 @@ def open_h5(path: str | os.PathLike) -> Iterator[Any]:
         raise DataError("is a folder, not an HDF5 file", path)
     try:
         hf = h5py.File(path, "r")
-    except OSError as e:
-        if not h5py.is_hdf5(path):
+    except Exception as e:  # noqa: BLE001 -- h5py raises OSError, and other types on some corruptions
+        try:
+            is_hdf5 = bool(h5py.is_hdf5(path))
+        except Exception:  # noqa: BLE001
+            is_hdf5 = False
+        if not is_hdf5:
             raise DataError("not an HDF5 file (wrong format or empty)", path) from None
-        raise DataError(f"unreadable HDF5 file (truncated or corrupt): {e}", path) from None
+        raise DataError(f"unreadable HDF5 file (truncated or corrupt): {_one_line(e)}", path) from None
     try:
         yield hf
     finally:
@@ -327,12 +331,18 @@ def open_h5(path: str | os.PathLike) -> Iterator[Any]:
 def _read_dataset(hf, key: str, path, index=None) -> np.ndarray:
     if key not in hf:
         raise DataError(f"missing key {key!r}; the file has {sorted(hf.keys())}", path)
-    ds = hf[key]
     try:
+        ds = hf[key]
         arr = ds[()] if index is None else ds[index]
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"cannot read {key!r} (truncated or corrupt file?): {e}", path) from None
-    return np.array(arr, copy=True)
+        return np.array(arr, copy=True)
+    except Exception as e:  # noqa: BLE001 -- any h5py/HDF5 failure on damaged data names the file
+        raise DataError(f"cannot read {key!r} (truncated or corrupt file?): {_one_line(e)}", path) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (HDF5 messages can span several lines)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def _complex_kspace(arr: np.ndarray, path, what: str) -> torch.Tensor:
@@ -360,25 +370,53 @@ class FastMRIFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         with open_h5(self.path) as hf:
-            self.keys: tuple[str, ...] = tuple(sorted(hf.keys()))
-            self.attrs: dict[str, Any] = {k: _attr_value(v) for k, v in hf.attrs.items()}
-            self._shapes: dict[str, tuple[int, ...]] = {
-                k: tuple(hf[k].shape) for k in self.keys if hasattr(hf[k], "shape")}
-            xml = _read_dataset(hf, "ismrmrd_header", self.path) if "ismrmrd_header" in hf else None
-            self._mask = _read_dataset(hf, "mask", self.path) if "mask" in hf else None
+            try:
+                self.keys: tuple[str, ...] = tuple(sorted(hf.keys()))
+                self.attrs: dict[str, Any] = {k: _attr_value(v) for k, v in hf.attrs.items()}
+                self._shapes: dict[str, tuple[int, ...]] = {
+                    k: tuple(hf[k].shape) for k in self.keys if hasattr(hf[k], "shape")}
+                self._dtypes: dict[str, np.dtype] = {
+                    k: hf[k].dtype for k in self.keys if hasattr(hf[k], "dtype")}
+            except Exception as e:  # noqa: BLE001 -- a damaged index raises anything from h5py
+                raise DataError(f"unreadable HDF5 file (truncated or corrupt): {_one_line(e)}", self.path) from None
+            xml = _read_dataset(hf, "ismrmrd_header", self.path) if "ismrmrd_header" in self.keys else None
+            self._mask = _read_dataset(hf, "mask", self.path) if "mask" in self.keys else None
         self.header: FastMRIHeader | None = None
         if xml is not None:
-            self.header = parse_ismrmrd_header(xml.item() if xml.ndim == 0 else bytes(xml), self.path)
+            try:
+                raw = xml.item() if xml.ndim == 0 else bytes(xml)
+            except Exception:  # noqa: BLE001 -- e.g. a numeric array where XML text belongs
+                raise DataError(f"ismrmrd_header is not XML text (dtype {xml.dtype}, shape {xml.shape})",
+                                self.path) from None
+            if not isinstance(raw, (str, bytes)):
+                raise DataError(f"ismrmrd_header is not XML text (dtype {xml.dtype})", self.path)
+            self.header = parse_ismrmrd_header(raw, self.path)
+        if self._mask is not None:
+            if self._mask.dtype.kind not in "biuf" or self._mask.size == 0:
+                raise DataError(f"'mask' must be a non-empty numeric or boolean array; got {self._mask.dtype} "
+                                f"{self._mask.shape}", self.path)
+            if not np.isfinite(self._mask.astype(np.float64)).all() or not np.isin(self._mask, (0, 1)).all():
+                raise DataError("'mask' must hold only 0/1 (or booleans)", self.path)
         self._validate()
 
     def _validate(self) -> None:
         ks = self._shapes.get("kspace")
         if ks is not None and len(ks) not in (3, 4):
             raise ShapeError(f"kspace must be (slices, coils, H, W) or (slices, H, W); got {ks}", self.path)
-        counts = {k: self._shapes[k][0] for k in ("kspace", *TARGET_KEYS) if k in self._shapes}
+        if ks is not None and 0 in ks:
+            raise ShapeError(f"kspace is empty (shape {ks})", self.path)
+        kd = self._dtypes.get("kspace")
+        if kd is not None and kd.names is None and kd.kind != "c":
+            raise DataError(f"kspace is {kd}, expected complex k-space (complex64, or a compound of real and "
+                            "imaginary parts)", self.path)
         for k in TARGET_KEYS:
             if k in self._shapes and len(self._shapes[k]) != 3:
                 raise ShapeError(f"{k} must be (slices, h, w); got {self._shapes[k]}", self.path)
+            if k in self._shapes and 0 in self._shapes[k]:
+                raise ShapeError(f"{k} is empty (shape {self._shapes[k]})", self.path)
+            if k in self._dtypes and self._dtypes[k].kind not in "biufc":
+                raise DataError(f"{k} has non-numeric dtype {self._dtypes[k]}", self.path)
+        counts = {k: self._shapes[k][0] for k in ("kspace", *TARGET_KEYS) if k in self._shapes}
         if len(set(counts.values())) > 1:
             raise ShapeError(f"datasets disagree on the number of slices: {counts}", self.path)
         if ks is None and not any(k in self._shapes for k in TARGET_KEYS):

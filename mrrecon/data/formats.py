@@ -23,6 +23,7 @@ its docstring and in docs/data.md; it never guesses the domain from the values.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -222,11 +223,15 @@ def _read_dicom(path: Path, key: str | None) -> np.ndarray:
     import pydicom
 
     if not path.is_dir():
-        return _dicom_pixels(pydicom.dcmread(path), path)
+        with warnings.catch_warnings():  # pydicom's notes on odd files (e.g. "Expected implicit VR"): not ours
+            warnings.simplefilter("ignore", UserWarning)
+            return _dicom_pixels(pydicom.dcmread(path), path)
     slices = []
     for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
-            ds = pydicom.dcmread(f)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                ds = pydicom.dcmread(f)
         except pydicom.errors.InvalidDicomError:
             continue  # not a DICOM file (README, DICOMDIR-less extras ...)
         if "PixelData" in ds:
@@ -399,7 +404,8 @@ def _arrange(arr: np.ndarray, coil_axis: int | None, slice_axis: int | None, pat
     rest = [ax for ax in range(n) if ax not in (c, s)]
     spatial = [ax for ax in rest if shape[ax] != 1]
     if len(spatial) != 2:
-        hint = "" if len(spatial) < 2 else " pass coil_axis= and/or slice_axis= to say what the others are;"
+        hint = "" if len(spatial) < 2 else (" pass the loader options coil_axis= and/or slice_axis= (inline: "
+                                            "FILE::coil_axis=-1) to say what the others are;")
         raise ShapeError(f"array of shape {shape} leaves {len(spatial)} non-singleton image axes "
                          f"{[shape[a] for a in spatial]} (need exactly 2: H, W);{hint} "
                          f"coil_axis={coil_axis}, slice_axis={slice_axis}", path)
@@ -446,7 +452,11 @@ def load_sample_source(
 
     if fmt == "h5" and key in (None, "kspace", *TARGET_KEYS) and coil_axis is None and slice_axis is None:
         with open_h5(path) as hf:
-            fastmri_like = "kspace" in hf or any(k in hf for k in TARGET_KEYS)
+            try:
+                names = set(hf.keys())
+            except Exception as e:  # noqa: BLE001 -- a damaged index
+                raise DataError(f"unreadable HDF5 file (truncated or corrupt): {type(e).__name__}: {e}", path) from None
+            fastmri_like = "kspace" in names or any(k in names for k in TARGET_KEYS)
         if fastmri_like:
             return _load_fastmri_source(path, domain, key, extra)
 

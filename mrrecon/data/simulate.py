@@ -298,6 +298,7 @@ def simulate_dataset(
     seed: int = 0,
     noise_level: float = DEFAULT_NOISE_LEVEL,
     slice_spacing_mm: float = DEFAULT_SLICE_SPACING_MM,
+    progress: bool = False,
 ) -> list[Path]:
     """Write ``subjects`` simulated subjects as fastMRI-format h5 files ``sub{index:03d}_{CONTRAST}.h5``.
 
@@ -308,8 +309,11 @@ def simulate_dataset(
     and multi-coil files the true sensitivities ``coil_maps`` (S, C, H, W) complex64. Files are written
     atomically (``write_fastmri_h5``).
     Attributes: acquisition, patient_id, max/norm of the target, and the simulation parameters.
-    Returns the paths written, subject-major, contrasts in the order requested.
+    Returns the paths written, subject-major, contrasts in the order requested. ``progress``: a tqdm bar per
+    subject on stderr when it is a terminal (silent otherwise).
     """
+    from tqdm.auto import tqdm
+
     from mrrecon.data.fastmri import write_fastmri_h5
 
     subjects = _check_int("subjects", subjects, 1)
@@ -318,7 +322,9 @@ def simulate_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
+    bar = tqdm(total=subjects, desc="simulate", unit="subject", disable=None if progress else True)
     for i in range(subjects):
+        bar.set_postfix_str(f"sub{i:03d}")
         sseed = subject_seed(seed, i)
         data = simulate_subject(sseed, size=size, coils=coils, contrasts=names, slices=slices,
                                 noise_level=noise_level, slice_spacing_mm=slice_spacing_mm)
@@ -345,4 +351,6 @@ def simulate_dataset(
                 write_fastmri_h5(path, d.kspace, reconstruction_rss=d.rss, attrs=attrs, header=header,
                                  extra_datasets=extra)
             paths.append(path)
+        bar.update(1)
+    bar.close()
     return paths

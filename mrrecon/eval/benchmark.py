@@ -7,8 +7,12 @@ are read as multi-contrast pairs and samples carry the reference image; a file h
 with the options ``key=<target variable>,reference_key=<reference variable>``.
 
 Every method gets the identical Samples (same seeded mask per file and slice). A method that fails, or a file
-that cannot be read, is recorded (file, method, error) and the run goes on; ``results.json`` and
-``runs.jsonl`` are rewritten after every volume, so an interrupted run keeps what it finished.
+that cannot be read, is recorded (file, method, error) and the run goes on. Every method x volume (file x mask x
+acceleration) is a record in ``<out>/records/`` (``mrrecon.utils.runfolder``); ``results.json``, ``results.csv``
+and ``runs.jsonl`` are merged from the records after every volume, the reports at the end, so an interrupted run
+keeps what it finished and the same command again resumes it (finished volumes are skipped; a different
+configuration is refused unless ``overwrite``). Under a launcher with several processes (``accelerate launch``,
+``torchrun``) the volumes are shared out, each scored whole on one process, and rank 0 merges (docs/distributed.md).
 
 ``results.json`` schema (``schema_version`` 1):
 - ``runs``: one row per method x file x slice x mask x accel: method, file, mask, accel, effective_accel,
@@ -19,7 +23,10 @@ that cannot be read, is recorded (file, method, error) and the run goes on; ``re
   failed, psnr_mean, psnr_std, ssim_mean, ssim_std, nmse_mean, seconds_mean, peak_mem_mb, nfe.
 - ``methods``: per method spec: description, parameters (learned models), options.
 - ``skipped``: method x file combinations not run, with the reason. ``errors``: file/method failures.
-- ``environment``: versions, device, threads, command. ``config``: the run's settings.
+- ``environment``: versions, device, threads, command, ``processes`` (of the session that wrote the file) and, with
+  several, ``ranks`` (rank, host, pid, device, threads each). ``config``: the run's settings.
+- ``complete`` (every method x volume has a record) and ``progress`` (``volumes_done``, ``volumes_total``: method x
+  volume records). ``volumes`` and ``runs`` rows carry the ``rank`` that scored them.
 - ``perceptual`` (always present): ``available`` (subset of "lpips", "fid", "kid"), ``skipped`` (one line: which
   metrics were not computed and why, or null), ``skipped_metrics`` (metric -> reason), ``lpips_net`` ("alex" or
   "vgg"), ``files`` (weight file names used), ``image_convention``, ``kid`` (kernel, subsets). Computed only with
@@ -66,7 +73,9 @@ from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError, DataError, MRReconError
 from mrrecon.eval.paired import check_paired_unit, paired_differences
 from mrrecon.metrics.perceptual import PerceptualMetrics, summarise_perceptual
+from mrrecon.utils.distributed import ProcessGroup, rank_device, use_thread_share
 from mrrecon.utils.io import atomic_write_json, atomic_write_text
+from mrrecon.utils.runfolder import RunFolder, record_id
 
 SCHEMA_VERSION = 1
 LOADER_OPTIONS = {"domain", "key", "coil_axis", "slice_axis", "kspace_crop", "target_key", "name", "reference_key"}
@@ -101,7 +110,7 @@ class BenchmarkConfig:
     device: str = "cpu"
     target_contrast: str | None = None
     reference_contrast: str | None = None
-    figures: int = 3  # files with a figure grid (per mask and acceleration)
+    figures: int = 3  # figure slices per (data, mask, accel): best / median / worst of the first method
     warmup: bool = True
     feature_weights: str | None = None  # folder of local perceptual-network weights (LPIPS, rFID, KID)
     uncertainty_samples: int = 0  # > 1: posterior mean / std maps in the figures for methods that sample (ssdm)
@@ -284,155 +293,419 @@ def with_complexity(rows: list[dict], methods: dict[str, dict]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------------------
-def environment(device: str) -> dict:
+# Besides records/ (the per-volume records that resume reads), a benchmark folder holds these outputs; --overwrite
+# removes them, and every session removes the reports first and writes them at its end, from the results they
+# describe (an interrupted session leaves results.json, marked "complete": false, and no stale report).
+RESULT_FILES = ("results.json", "results.csv", "runs.jsonl")
+REPORT_FILES = ("report.md", "report.html", "figure_*.png", "uncertainty_*.png", "psnr_vs_time.png")
+ANALYSIS_OPTIONS = ("compare_to", "paired_unit")  # computed from the merged results: may change on a re-run
+
+
+def _command() -> str | None:
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0.endswith("mrrecon") or argv0.endswith(os.path.join("mrrecon", "__main__.py")):
+        return " ".join(["mrrecon", *sys.argv[1:]])
+    return None
+
+
+def environment(device: str, processes: int = 1) -> dict:
     return {
         "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(), "device": device,
         "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None,
-        "command": " ".join(["mrrecon", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("mrrecon") else None,
+        "processes": processes,
+        "command": _command(),
     }
 
 
-class BenchmarkRun:
-    """State of one benchmark: results so far, written to ``out`` after every volume."""
+def _rank_environment(device: str) -> dict:
+    return {"host": platform.node(), "pid": os.getpid(), "device": device, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda")
+            and torch.cuda.is_available() else None}
 
-    def __init__(self, out: Path, cfg: BenchmarkConfig):
+
+def _data_key(d: DataSpec) -> dict:
+    return {"file": str(d.path), "options": d.options, "reference": None if d.reference is None else str(d.reference),
+            "reference_options": d.reference_options}
+
+
+def run_settings(cfg: BenchmarkConfig, data: Sequence[DataSpec]) -> dict:
+    """What must match for a re-run to resume a folder: the config (except the analysis options), the data and the
+    mrrecon version."""
+    import mrrecon
+
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ANALYSIS_OPTIONS}
+    settings["methods"] = cfg.methods if isinstance(cfg.methods, str) else list(cfg.methods)
+    return {**settings, "data": [_data_key(d) for d in data], "mrrecon": mrrecon.__version__}
+
+
+@dataclass
+class Job:
+    """One volume of the run: a file (or pair) x mask x acceleration; ``index`` is its place in the run's order."""
+
+    index: int
+    data_index: int
+    spec: DataSpec
+    mask: str
+    accel: float
+
+    def key(self, method: str | None) -> dict:
+        """The record key of ``method`` on this volume (None: the volume itself, when it could not be read)."""
+        return {**_data_key(self.spec), "mask": self.mask, "accel": self.accel, "method": method}
+
+
+class BenchmarkRun:
+    """One benchmark folder. Every method x volume is a record in ``out/records/`` (``mrrecon.utils.runfolder``),
+    written atomically by the process that scored it; rank 0 merges the records, in the order of a single-process
+    run, into results.json / results.csv / runs.jsonl (after each of its volumes, and at the end) and the reports
+    (at the end). A re-run of the same command skips the volumes whose records are complete."""
+
+    def __init__(self, out: Path, cfg: BenchmarkConfig, data: Sequence[DataSpec] = (), *, processes: int = 1):
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
-        self.volumes: list[VolumeResult] = []
-        self.skipped: list[dict] = []
-        self.errors: list[dict] = []
+        self.data = list(data)
+        self.jobs = [Job(0, di, d, m, float(a)) for di, d in enumerate(self.data) for m in cfg.masks
+                     for a in cfg.accels]
+        for i, job in enumerate(self.jobs):
+            job.index = i
+        self.folder = RunFolder(self.out, "benchmark", run_settings(cfg, self.data),
+                                outputs=RESULT_FILES + REPORT_FILES, foreign=("results.json",))
+        self.specs: list[str] = []  # the methods that loaded: a volume is finished when each has a record
+        self.skipped: list[dict] = []  # run-level: methods not run at all
+        self.errors: list[dict] = []  # run-level: inputs that were not found
         self.methods: dict[str, dict] = {}
+        self.processes = processes
+        self.ranks: list[dict] = []
         self.started = time.time()
         self.perceptual = None  # mrrecon.metrics.perceptual.PerceptualMetrics, set by run_benchmark
-        (self.out / "runs.jsonl").write_text("")
+        self._records: dict[str, dict] = {}  # verified records of this run (they never change once written)
+        self.written: list[str] = []  # ids of the records this process wrote
+        self.expected: set[str] = set()  # ids that other processes wrote (rank 0, at the end)
+        self._last_write, self._write_cost = 0.0, 0.0
 
-    def add(self, res: VolumeResult) -> None:
-        self.volumes.append(res)
-        if res.error:
-            self.errors.append({"file": res.file, "method": res.method, "mask": res.mask, "accel": res.accel,
-                                "error": res.error})
-        with open(self.out / "runs.jsonl", "a") as f:
-            for row in res.slice_rows() or [dict(res.row(), slice=None)]:
-                f.write(json.dumps(row) + "\n")
-        self.write()
+    # -- records ------------------------------------------------------------------------------------------------
+    def record(self, key: dict, present: set[str] | None = None) -> dict | None:
+        rid = record_id(key)
+        if rid in self._records:
+            return self._records[rid]
+        if present is not None and rid not in present:
+            return None
+        doc = self.folder.read_record(key)
+        if doc is not None:
+            self._records[rid] = doc
+        return doc
+
+    def missing(self, job: Job, specs: Sequence[str], present: set[str] | None = None) -> list[str]:
+        """The methods of ``specs`` still to run on ``job`` (none when the volume could not be read)."""
+        if self.record(job.key(None), present) is not None:
+            return []
+        return [s for s in specs if self.record(job.key(s), present) is None]
+
+    def save(self, job: Job, method: str | None, data: dict, arrays: dict | None = None) -> None:
+        self.folder.write_record(job.key(method), data, arrays)
+        self.written.append(record_id(job.key(method)))
+
+    def await_records(self, ids: set[str], timeout: float = 300.0, echo=print) -> None:
+        """Wait until the records other processes reported are readable here (a shared file system on several
+        nodes may show a new file late); they count as present in the merge from now on."""
+        keys = {record_id(k): k for job in self.jobs for k in (job.key(None), *(job.key(s) for s in self.specs))}
+        self.expected |= ids
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [i for i in ids if i in keys and self.record(keys[i]) is None]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        if missing:
+            echo(f"warning: {len(missing)} record(s) written by other processes are not readable in "
+                 f"{self.folder.state} after {timeout:.0f} s; the results leave them out (run the command again to "
+                 f"merge them)")
+
+    def save_volume(self, job: Job, spec: str, res: VolumeResult, warmup: dict | None, figure: dict | None,
+                    arrays: dict) -> None:
+        if res.features is not None:
+            arrays = {**arrays, **{f"features_{k}": v for k, v in res.features.items()}}
+        self.save(job, spec, {"kind": "volume", "volume": res.to_record(), "warmup": warmup, "figure": figure},
+                  arrays)
+
+    # -- merge --------------------------------------------------------------------------------------------------
+    def _volume(self, rec: dict, key: dict) -> VolumeResult:
+        v = VolumeResult.from_record(rec["volume"])
+        names = [n for n in rec.get("arrays", []) if n.startswith("features_")]
+        if names:
+            if "_features" not in rec:
+                arrays = self.folder.load_arrays(key)
+                rec["_features"] = {n[len("features_"):]: arrays[n] for n in names}
+            v.features = rec["_features"]
+        return v
 
     def results(self) -> dict:
-        runs = [r for v in self.volumes for r in (v.slice_rows() or [dict(v.row(), slice=None)])]
+        present = self.folder.record_ids() | self.expected
+        volumes: list[VolumeResult] = []
+        errors, skipped = list(self.errors), list(self.skipped)
+        warmups: dict[str, dict] = {}
+        done = 0
+        for job in self.jobs:
+            failed = self.record(job.key(None), present)
+            if failed is not None:
+                errors.append({"file": str(job.spec.path), "method": None, "mask": job.mask, "accel": job.accel,
+                               "error": failed["error"]})
+                done += len(self.specs)
+                continue
+            for spec in self.specs:
+                key = job.key(spec)
+                rec = self.record(key, present)
+                if rec is None:
+                    continue
+                done += 1
+                if rec["kind"] == "skipped":
+                    skipped.append({"method": spec, "file": str(job.spec.path), "reason": rec["reason"]})
+                    continue
+                v = self._volume(rec, key)
+                if v.error:
+                    errors.append({"file": v.file, "method": v.method, "mask": v.mask, "accel": v.accel,
+                                   "error": v.error})
+                if rec.get("warmup") and spec not in warmups:
+                    warmups[spec] = rec["warmup"]
+                volumes.append(v)
+        methods = {spec: {**info, **warmups.get(spec, {})} for spec, info in self.methods.items()}
+        total = len(self.jobs) * len(self.specs)
+        runs = [r for v in volumes for r in (v.slice_rows() or [dict(v.row(), slice=None)])]
+        env = environment(self.cfg.device, self.processes)
+        if self.ranks:
+            env["ranks"] = self.ranks
         return {
             "schema_version": SCHEMA_VERSION,
-            "environment": environment(self.cfg.device),
+            "environment": env,
             "config": {**asdict(self.cfg), "methods": self.cfg.methods if isinstance(self.cfg.methods, str)
                        else list(self.cfg.methods)},
             "elapsed_seconds": time.time() - self.started,
-            "methods": self.methods,
-            "summary": with_complexity(summarise_perceptual(summarise(self.volumes), self.volumes, self.perceptual),
-                                       self.methods),
-            "volumes": [v.row() for v in self.volumes],
+            "complete": done == total,
+            "progress": {"volumes_done": done, "volumes_total": total},
+            "methods": methods,
+            "summary": with_complexity(summarise_perceptual(summarise(volumes), volumes, self.perceptual), methods),
+            "volumes": [v.row() for v in volumes],
             "runs": runs,
-            "skipped": [dict(t) for t in dict.fromkeys(tuple(sorted(x.items())) for x in self.skipped)],
-            "errors": self.errors,
+            "skipped": [dict(t) for t in dict.fromkeys(tuple(sorted(x.items())) for x in skipped)],
+            "errors": errors,
             "paired": None if self.cfg.compare_to is None else paired_differences(
-                self.volumes, self.cfg.compare_to, unit=self.cfg.paired_unit),
+                volumes, self.cfg.compare_to, unit=self.cfg.paired_unit),
             "perceptual": self.perceptual.info() if self.perceptual is not None else {
                 "available": [], "skipped": "not configured (Python API without perceptual metrics)"},
         }
 
     def write(self) -> dict:
+        t0 = time.perf_counter()
         res = self.results()
         atomic_write_json(self.out / "results.json", res)
         buf = io.StringIO()
-        if res["runs"]:
-            w = csv.DictWriter(buf, fieldnames=list(res["runs"][0]), extrasaction="ignore")
+        if res["runs"]:  # every key of every row (a failed volume's row lacks the per-slice columns)
+            fields = list(dict.fromkeys(k for r in res["runs"] for k in r))
+            w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(res["runs"])
         atomic_write_text(self.out / "results.csv", buf.getvalue())
+        atomic_write_text(self.out / "runs.jsonl", "".join(json.dumps(r) + "\n" for r in res["runs"]))
+        self._last_write, self._write_cost = time.perf_counter(), time.perf_counter() - t0
         return res
+
+    def refresh(self) -> None:
+        """Rewrite the results unless that would cost more than a fifth of the time since the last rewrite (the
+        merged files grow with the run; the records are what resume reads)."""
+        if time.perf_counter() - self._last_write >= 4 * self._write_cost:
+            self.write()
+
+    def figures(self) -> list[dict]:
+        """The report's figures, from the records: per (data, mask, accel) the middle slices of the files where the
+        first method scores best, median and worst (``FigureSlices``, ``cfg.figures`` of them), and the posterior
+        mean / std maps of the first ``cfg.figures`` inputs."""
+        from mrrecon.eval.report import FigureSlices
+
+        picker = FigureSlices(self.cfg.figures)
+        for job in self.jobs:
+            images, metrics, unc, meta, target = {}, {}, {}, None, None
+            for spec in self.specs:
+                key = job.key(spec)
+                rec = self.record(key)
+                if rec is None or rec.get("kind") != "volume" or not rec.get("figure"):
+                    continue
+                arrays = self.folder.load_arrays(key)
+                if "fig_image" not in arrays:
+                    continue
+                fig = rec["figure"]
+                meta = meta or fig
+                peak = float(fig.get("peak", 1.0))
+                target = arrays["fig_target"].astype("float32") * peak if target is None else target
+                images[spec] = arrays["fig_image"].astype("float32") * peak
+                metrics[spec] = {"psnr": fig.get("psnr"), "ssim": fig.get("ssim")}
+                if "unc_mean" in arrays:
+                    unc[spec] = (arrays["unc_mean"], arrays["unc_std"])
+            if images:
+                picker.add(file=str(job.spec.path), name=job.spec.name, data=meta.get("data", ""), mask=job.mask,
+                           accel=job.accel, slice=meta["slice"], effective_accel=meta["effective_accel"],
+                           target=target, images=images, metrics=metrics, uncertainty=unc)
+        return picker.figures()
 
 
 def run_benchmark(data: Sequence[DataSpec], cfg: BenchmarkConfig, out: Path, *,
                   problems: Sequence[dict] = (), method_skips: Sequence[dict] = (),
-                  echo: Callable[[str], None] = print, progress: bool = True) -> dict:
-    """Run every method on every file x mask x acceleration; write results.json/csv, report.md/html."""
-    from tqdm.auto import tqdm
+                  echo: Callable[[str], None] = print, progress: bool = True,
+                  overwrite: bool | None = False) -> dict | None:
+    """Run every method on every file x mask x acceleration; write results.json/csv, report.md/html.
 
-    from mrrecon.eval.report import write_reports
-
+    Under a launcher with several processes (``accelerate launch``, ``torchrun``) the volumes are shared out
+    round-robin, each volume scored whole on one process (on ``cuda:LOCAL_RANK``, or a share of the CPU threads);
+    rank 0 merges the records and returns the results, the other ranks return None. ``out`` follows the
+    folder-reuse rule of ``mrrecon.utils.runfolder``: the same run resumes (finished volumes are skipped), a
+    different one is refused unless ``overwrite`` (None: replaced without asking)."""
     specs, more_skips = select_methods(cfg.methods)
     if cfg.compare_to is not None and cfg.compare_to not in specs:  # before anything is written to ``out``
         raise ConfigError(f"--compare-to {cfg.compare_to!r} is not one of the benchmark's methods: {', '.join(specs)}")
     check_paired_unit(cfg.paired_unit)
-    run = BenchmarkRun(out, cfg)
-    run.perceptual = PerceptualMetrics.from_folder(cfg.feature_weights, device=cfg.device, seed=cfg.seed)
-    echo(run.perceptual.describe())
-    run.errors += list(problems)
-    run.skipped += list(method_skips)
-    run.skipped += more_skips
+    group = ProcessGroup.start()
+    try:
+        return _run(group, data, cfg, Path(out), specs, [*method_skips, *more_skips], list(problems), echo,
+                    progress, overwrite)
+    finally:
+        group.close()
+
+
+def _run(group: ProcessGroup, data, cfg: BenchmarkConfig, out: Path, specs: list[str], method_skips: list[dict],
+         problems: list[dict], echo, progress: bool, overwrite: bool | None) -> dict | None:
+    from tqdm.auto import tqdm
+
+    from mrrecon.eval.report import write_reports
+
+    main = group.is_main
+    device = rank_device(cfg.device)
+    use_thread_share(device)
+    if not main:
+        echo = (lambda say: lambda m: say(f"[rank {group.rank}] {m}"))(echo)
+    run = BenchmarkRun(out, cfg, data, processes=group.world)
+    run.errors += problems
+    run.skipped += method_skips
+
+    def prepare() -> dict:  # rank 0: apply the folder rule, say what is left to do
+        outcome = run.folder.prepare(overwrite)
+        run.folder.remove_outputs(REPORT_FILES)
+        present = run.folder.record_ids()
+        pending = [j.index for j in run.jobs if run.missing(j, specs, present)]
+        return {"outcome": outcome, "pending": pending}
+
+    plan = group.run_on_main(prepare)
+    if not main:
+        run.folder.attach()
+    pending = plan["pending"]
+    if main and plan["outcome"] == "resumed":
+        echo(f"resuming the run in {out}: {len(run.jobs) - len(pending)} of {len(run.jobs)} volume(s) finished, "
+             f"{len(pending)} to do (--overwrite starts over)")
+    elif main and plan["outcome"] == "replaced":
+        echo(f"replaced the previous results in {out}")
+    mine = [run.jobs[i] for i in pending[group.rank::group.world]]
+    if group.world > 1 and main:
+        echo(f"{group.world} processes: {len(pending)} volume(s) shared out, each scored whole on one process")
+
+    run.perceptual = PerceptualMetrics.from_folder(cfg.feature_weights, device=device, seed=cfg.seed)
+    if main:
+        echo(run.perceptual.describe())
     built: dict[str, Reconstructor] = {}
     for spec in specs:
         try:
-            built[spec] = load(spec, device=cfg.device)
+            built[spec] = load(spec, device=device)
         except MRReconError as exc:  # e.g. a peer tool that is not installed
             run.skipped.append({"method": spec, "file": None, "reason": str(exc)})
+    run.specs = list(built)
     for spec, method in built.items():
         info = get_info(parse_method_spec(spec)[0])
         run.methods[spec] = {"description": info.description, "parameters": method.num_parameters(),
                              "paper": info.paper}
+    run.ranks = group.gather({"rank": group.rank, **_rank_environment(device)})
     warmed: set[str] = set()
-    figures: list[dict] = []
-    jobs = [(d, m, a) for d in data for m in cfg.masks for a in cfg.accels]
     # disable=None: a live bar on a terminal, silent in logs and CI.
-    bar = tqdm(total=len(jobs) * max(len(built), 1), disable=None if progress else True, desc="benchmark",
-               unit="run")
-    for d, mask, accel in jobs:
-        try:
-            samples = load_volume(d, mask, float(accel), cfg)
-        except MRReconError as exc:
-            run.errors.append({"file": str(d.path), "method": None, "mask": mask, "accel": accel, "error": str(exc)})
-            echo(f"error: {exc}")
-            bar.update(len(built))
+    bar = tqdm(total=len(mine) * max(len(built), 1), disable=None if progress else True,
+               desc="benchmark" if group.world == 1 else f"benchmark [rank {group.rank}]", unit="run",
+               position=group.rank)
+    try:
+        if main:
             run.write()
-            continue
-        shown = {}
-        keep = len(samples) // 2
-        for spec, method in built.items():
-            bar.set_postfix_str(f"{spec} on {d.name} {mask} {accel:g}x")
-            info = get_info(parse_method_spec(spec)[0])
-            why = incompatibility(info, samples[0])
-            if why:
-                run.skipped.append({"method": spec, "file": str(d.path), "reason": why})
-                bar.update(1)
+        for job in mine:
+            todo = run.missing(job, list(built))
+            if not todo:
+                bar.update(len(built))
                 continue
-            if cfg.warmup and spec not in warmed:
-                try:
-                    from mrrecon.eval.complexity import count_macs  # warm-up doubles as the GMAC count
+            d, mask, accel = job.spec, job.mask, job.accel
+            try:
+                samples = load_volume(d, mask, accel, cfg)
+            except MRReconError as exc:
+                run.save(job, None, {"kind": "load-error", "error": str(exc)})
+                echo(f"error: {exc}")
+                bar.update(len(todo))
+                if main:
+                    run.refresh()
+                continue
+            keep = len(samples) // 2
+            figure = cfg.figures > 0  # every volume's middle slice: the report ranks them across files
+            for spec in todo:
+                method = built[spec]
+                bar.set_postfix_str(f"{spec} on {d.name} {mask} {accel:g}x")
+                info = get_info(parse_method_spec(spec)[0])
+                why = incompatibility(info, samples[0])
+                if why:
+                    run.save(job, spec, {"kind": "skipped", "reason": why})
+                    bar.update(1)
+                    continue
+                warmup = None
+                if cfg.warmup and spec not in warmed:
+                    try:
+                        from mrrecon.eval.complexity import count_macs  # warm-up doubles as the GMAC count
 
-                    macs, _ = count_macs(method.reconstruct, samples[0])
-                    run.methods[spec].update(gmacs=macs / 1e9, gmacs_shape=list(samples[0].shape))
-                except Exception:  # noqa: BLE001 -- the timed call below records the failure
-                    pass
-                warmed.add(spec)
-            res = score_volume(spec, method, samples, keep_slice=keep, perceptual=run.perceptual)
-            if res.perceptual_error:
-                echo(f"error: perceptual metrics of {spec} on {d.path}: {res.perceptual_error}")
-            if res.error:
-                echo(f"error: {spec} on {d.path}: {res.error}")
-            res.file = str(d.path)
-            if res.image is not None:
-                shown[spec] = (res.target, res.image)
-            res.target = res.image = None
-            run.add(res)
-            bar.update(1)
-        if shown and len({f["file"] for f in figures} | {str(d.path)}) <= cfg.figures:
-            target = next(iter(shown.values()))[0]
-            figures.append({"file": str(d.path), "name": d.name, "mask": mask, "accel": float(accel),
-                            "effective_accel": samples[keep].meta.effective_acceleration,
-                            "slice": samples[keep].meta.slice, "target": target,
-                            "images": {k: v[1] for k, v in shown.items()},
-                            "uncertainty": _uncertainty(built, shown, samples[keep], cfg, echo)})
-    bar.close()
+                        macs, _ = count_macs(method.reconstruct, samples[0])
+                        warmup = {"gmacs": macs / 1e9, "gmacs_shape": list(samples[0].shape)}
+                    except Exception:  # noqa: BLE001 -- the timed call below records the failure
+                        pass
+                    warmed.add(spec)
+                res = score_volume(spec, method, samples, keep_slice=keep if figure else None,
+                                   perceptual=run.perceptual)
+                if res.perceptual_error:
+                    echo(f"error: perceptual metrics of {spec} on {d.path}: {res.perceptual_error}")
+                if res.error:
+                    echo(f"error: {spec} on {d.path}: {res.error}")
+                res.file = str(d.path)
+                res.rank = group.rank
+                fig, arrays = None, {}
+                if figure and res.image is not None:
+                    kept = res.slices[keep] if keep < len(res.slices) else None
+                    peak = float(abs(res.target).max()) or 1.0  # float16 images relative to the slice's peak
+                    fig = {"slice": samples[keep].meta.slice, "data": res.data, "peak": peak,
+                           "effective_accel": samples[keep].meta.effective_acceleration,
+                           "psnr": None if kept is None else kept.psnr, "ssim": None if kept is None else kept.ssim}
+                    arrays = {"fig_target": (res.target / peak).astype("float16"),
+                              "fig_image": (res.image / peak).astype("float16")}
+                    if job.data_index < cfg.figures:  # posterior maps (costly) of the first inputs only
+                        maps = _uncertainty({spec: method}, {spec: None}, samples[keep], cfg, echo)
+                        if spec in maps:
+                            arrays.update(unc_mean=maps[spec][0], unc_std=maps[spec][1])
+                res.target = res.image = None
+                run.save_volume(job, spec, res, warmup, fig, arrays)
+                bar.update(1)
+                if main:
+                    run.refresh()
+        bar.close()
+        group.barrier(poll=run.refresh if main else None)
+        written = group.gather(run.written)
+        if main and group.world > 1:
+            run.await_records({i for part in written for i in part}, echo=echo)
+    except BaseException:  # killed or failed: the results describe every finished record, then the error goes on
+        bar.close()
+        if main:
+            try:
+                run.write()
+            except Exception as exc:  # noqa: BLE001 -- never hide the error that ended the run
+                echo(f"error: could not write the results: {exc}")
+        raise
+    if not main:
+        return None
     res = run.write()
-    write_reports(run.out, res, figures)
+    write_reports(run.out, res, run.figures())
     return res

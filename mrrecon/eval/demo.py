@@ -43,7 +43,8 @@ def run_demo(out: Path, *, subjects: int = 2, size: int = 256, coils: int = 8, s
          f"{mask_kind} at {', '.join(f'{a:g}x' for a in accels)}; methods: {', '.join(specs)}")
     cfg = BenchmarkConfig(methods=specs, masks=(mask_kind,), accels=tuple(float(a) for a in accels), seed=seed,
                           figures=1)
-    res = run_benchmark([DataSpec(f) for f in files], cfg, out, echo=echo, progress=progress)
+    # the demo's folder is its own: the same demo again resumes (nothing to redo), another one replaces it
+    res = run_benchmark([DataSpec(f) for f in files], cfg, out, echo=echo, progress=progress, overwrite=None)
     echo("\n" + summary_table_markdown(res["summary"]))
     echo(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'results.json'} and the figures")
     return res["summary"]

@@ -23,8 +23,8 @@ wires) on an ellipse around the field of view with the 2-D (quasi-static) Biot-S
 
 from __future__ import annotations
 
+import logging
 import math
-import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -33,6 +33,8 @@ import torch.nn.functional as F
 
 from mrrecon.errors import ConfigError, DataError, ShapeError
 from mrrecon.physics.fft import ifft2c
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "calibration_region",
@@ -307,8 +309,10 @@ def espirit_maps(
                     f"espirit_maps: the fully sampled centre of k-space is only {rh}x{rw} (searched up to "
                     f"{ch}x{cw}); ESPIRiT needs a calibration region of at least 3x3"
                 )
-            warnings.warn(f"espirit_maps: fully sampled centre {rh}x{rw} is too narrow for kernel_size="
-                          f"{kernel_size}; using kernel_size={kernel}", stacklevel=2)
+            # A routine adaptation, not a problem of the user's: a log record (silent unless logging is
+            # configured at INFO for "mrrecon"), never a Python warning with a source line in every run.
+            _log.info("espirit_maps: fully sampled centre %dx%d is too narrow for kernel_size=%d; using "
+                      "kernel_size=%d", rh, rw, kernel_size, kernel)
         calib = calibration_region(k[i], (rh, rw))
         gram = _espirit_image_operator(calib, kernel, threshold, (h, w))  # (H*W, C(C+1)/2)
         vals, vecs = _batched_eigh(gram, c, num=num_maps)  # (HW, M), (HW, C, M)

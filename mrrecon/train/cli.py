@@ -2,21 +2,20 @@
 ``python -m mrrecon.train`` and ``accelerate launch -m mrrecon.train CONFIG``).
 
 ``accelerate launch --cpu --num_processes N`` starts a single process in accelerate 1.x (it runs N CPU
-processes only through MPI); ``python -m mrrecon.train`` notices that launch (``MASTER_PORT`` set by accelerate,
-no ``WORLD_SIZE``) and starts the N processes itself with ``torch.distributed.run`` (gloo), so the command
-does what it says."""
+processes only through MPI); ``python -m mrrecon.train`` notices that launch and starts the N processes itself
+with ``torch.distributed.run`` (gloo), so the command does what it says: ``mrrecon.utils.distributed``, the one
+implementation that ``mrrecon benchmark`` and ``mrrecon reconstruct`` use as well."""
 
 from __future__ import annotations
 
 import math
-import os
 import shlex
-import subprocess
 import sys
 
 import click
 
 from mrrecon.errors import MRReconError
+from mrrecon.utils.distributed import relaunch_if_launched_alone
 
 
 @click.command("train")
@@ -64,46 +63,11 @@ def train_command(config_file, overrides, stages, resume, out_dir, export):
         click.echo(f"{what}trained {r.step} steps{timing} in {r.wall_time_s:.0f} s{summary}; weights in {r.final_dir}")
 
 
-def _accelerate_cpu_processes() -> int:
-    """N of an ``accelerate launch --cpu --num_processes N`` that started this process alone (0 otherwise).
-
-    accelerate's simple launcher sets ACCELERATE_USE_CPU and, for N > 1, MASTER_PORT, but starts one process
-    and no RANK / WORLD_SIZE; N is read from the launcher's own command line (Linux /proc)."""
-    if os.environ.get("WORLD_SIZE") or os.environ.get("RANK") or os.environ.get("PMI_SIZE") \
-            or os.environ.get("OMPI_COMM_WORLD_SIZE"):
-        return 0
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("true", "1") or not os.environ.get("MASTER_PORT"):
-        return 0
-    try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            argv = [a.decode() for a in f.read().split(b"\0") if a]
-    except OSError:
-        return 0
-    for i, a in enumerate(argv):
-        if a.startswith("--num_processes=") or a.startswith("--num-processes="):
-            return int(a.split("=", 1)[1])
-        if a in ("--num_processes", "--num-processes") and i + 1 < len(argv):
-            return int(argv[i + 1])
-    return 0
-
-
-def _relaunch(n: int, argv: list[str]) -> int:
-    """Start ``n`` gloo processes of ``python -m mrrecon.train ARGS`` with torch.distributed.run."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--nnodes", "1",
-           "--master_addr", os.environ.get("MASTER_ADDR", "127.0.0.1"), "--master_port", os.environ["MASTER_PORT"],
-           "-m", "mrrecon.train", *argv]
-    env = dict(os.environ, ACCELERATE_USE_CPU="true")
-    print(f"accelerate launch --cpu started one process; starting {n} CPU processes (torch.distributed.run, gloo)",
-          file=sys.stderr, flush=True)
-    return subprocess.call(cmd, env=env)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m mrrecon.train``: mrrecon errors become one line and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
-    n = _accelerate_cpu_processes() if argv is None else 0
-    if n > 1:
-        sys.exit(_relaunch(n, args))
+    if argv is None:  # accelerate launch --cpu --num_processes N started only this process: start the N
+        relaunch_if_launched_alone("mrrecon.train", args)
     try:
         train_command.main(args=args, prog_name="python -m mrrecon.train", standalone_mode=False)
     except click.ClickException as exc:

@@ -266,7 +266,9 @@ class Trainer:
                 splits = prepare_simulated(cfg.data, generate=False)
             train_files, val_files = splits.train, splits.val
         train_set = build_training_slices(cfg.data, t.seed, train_files)
-        val_set = build_validation_set(cfg.data, t.seed, val_files) if main else None
+        # validation: on rank 0, or shared out over every rank when the recipe scores volumes (validate_sharded)
+        val_set = build_validation_set(cfg.data, t.seed, val_files) \
+            if main or (acc.num_processes > 1 and scores_volumes(recipe)) else None
 
         # -- recipe, model, optimiser, schedule, EMA, second player --------------------------------------
         env = RecipeEnv(device=acc.device, train_set=train_set, seed=t.seed, rank=acc.process_index,
@@ -494,13 +496,23 @@ class Trainer:
 
     def _validate_and_keep_best(self, acc, recipe, model, ema, val_set, state, logger, pbar, wall) -> None:
         main = acc.is_main_process
-        if main and val_set is not None and len(val_set):
+        sharded = acc.num_processes > 1 and scores_volumes(recipe)  # every rank scores its share of the volumes
+        if (main or sharded) and val_set is not None and len(val_set):
+            from accelerate.utils import gather_object
+
             t0 = time.perf_counter()
             key = self.config.train.select_metric
             # validation measures the model in float32 (no autocast): a 128-step sampler in bf16 is not the model
             with ema.swapped_in(model) if ema is not None else contextlib.nullcontext(), torch.no_grad():
-                row = recipe.validate(model, val_set, acc.device)
+                if sharded:
+                    row = validate_sharded(recipe, model, val_set, acc.device, acc.process_index, acc.num_processes,
+                                           gather_object)
+                else:
+                    row = recipe.validate(model, val_set, acc.device)
             model.train()
+            if not main:
+                acc.wait_for_everyone()
+                return
             row = {"step": state.step, "epoch": state.epoch, **row, "seconds": time.perf_counter() - t0,
                    "wall_time_s": wall()}
             state.last_validation = row
@@ -615,6 +627,50 @@ class Trainer:
         rng = (ckpt.read_tensors(rng_file), ckpt.load_json(rng_file.with_suffix(".json")))
         state.world_size = acc.num_processes
         return state, rng
+
+
+def scores_volumes(recipe: Recipe) -> bool:
+    """Whether the recipe validates with the default per-volume scores (``Recipe.validate``: PSNR / SSIM per volume,
+    averaged), which ``validate_sharded`` can share out over processes; other recipes validate on rank 0."""
+    return type(recipe).validate is Recipe.validate
+
+
+def _finite_mean(values) -> float:
+    vals = [v for v in values if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def validate_sharded(recipe: Recipe, model, val_set: ValidationSet, device, rank: int, world: int,
+                     gather) -> dict[str, float]:
+    """``recipe.validate`` with the validation volumes shared out over ``world`` processes: volume i (in the order
+    of ``val_set``) is scored whole, once, on rank ``i % world``; ``gather`` (accelerate's ``gather_object``) collects
+    the per-volume rows on every rank, which then average them in the original order, exactly as a single process
+    does (per (kind, acceleration) the mean of the finite volume scores, overall the mean of those means). A
+    failure on any rank raises the same ``DataError`` on every rank."""
+    items = [(g, j, key, vol) for g, (key, vols) in enumerate(val_set.volumes.items()) for j, vol in enumerate(vols)]
+    mine = []
+    for n, (g, j, key, vol) in enumerate(items):
+        if n % world != rank:
+            continue
+        try:
+            mine.append((g, j, recipe.validate(model, ValidationSet({key: [vol]}), device), None))
+        except Exception as exc:  # noqa: BLE001 -- raised below on every rank, so that no rank waits forever
+            mine.append((g, j, None, f"{type(exc).__name__}: {exc}"))
+    rows = sorted(gather(mine), key=lambda x: (x[0], x[1]))
+    failed = [err for *_, err in rows if err is not None]
+    if failed:
+        raise DataError(f"validation failed: {failed[0]}")
+    out: dict[str, float] = {}
+    overall: dict[str, list[float]] = {"psnr": [], "ssim": []}
+    for g in range(len(val_set.volumes)):
+        group = [r for gg, _, r, _ in rows if gg == g]
+        if not group:
+            continue
+        means = {k: _finite_mean([r[k] for r in group]) for k in group[0]}
+        for k in overall:
+            overall[k].append(means.pop(k, float("nan")))
+        out.update(means)
+    return {**out, "psnr": _finite_mean(overall["psnr"]), "ssim": _finite_mean(overall["ssim"])}
 
 
 def _summary(row: dict[str, Any]) -> str:

@@ -1,0 +1,214 @@
+"""One output folder, one run: the folder-reuse rule of the resumable batch commands (``mrrecon benchmark``,
+``mrrecon reconstruct``) and the per-item records that let a re-run skip the finished items.
+
+The rule (``RunFolder.prepare``):
+
+- A folder holds the run its manifest describes (``<state>/run.json``: the command and its settings, plus a
+  run id).
+- The same command again **resumes** it: an item whose record is complete and verified is not redone, so a
+  killed job loses at most the items in flight.
+- Different settings are **refused** (``ConfigError`` naming the settings that differ) unless ``overwrite=True``.
+- A folder that holds the command's outputs but no manifest (written by an older mrrecon, or by hand) is refused
+  unless ``overwrite=True``: it cannot be resumed, and mixing would leave results beside reports they do not
+  describe.
+- ``overwrite=True`` replaces the run: the command's own outputs are removed first (only the names it writes,
+  never other files), then a new manifest is written, then the old records go. An interruption at any point
+  leaves either the old run or the new one. ``overwrite=None`` resumes when the settings match and replaces the
+  run otherwise (``mrrecon demo``, whose folder is its own).
+
+Records: one JSON file per item, ``<state>/<id>.json``, where ``id`` is a hash of the item's key; an optional
+``<id>.npz`` of arrays (written first). Both are written atomically (temp file + rename), and the JSON is the
+commit point: a record counts only when it parses, carries the current run id and its key, and its arrays are
+readable. Several processes may write records into one folder at once (each item has one writer); on several
+nodes the folder must be on a shared file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrrecon.errors import ConfigError
+from mrrecon.utils.io import atomic_output, atomic_write_json
+
+__all__ = ["RunFolder", "record_id"]
+
+FORMAT = 1
+MANIFEST = "run.json"
+
+
+def _canonical(obj: Any) -> Any:
+    """JSON-normalised value (tuples -> lists, paths -> str), for comparison and hashing."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def record_id(key: Any) -> str:
+    """The file name (without suffix) of an item's record: a hash of its canonical key."""
+    return hashlib.sha1(json.dumps(_canonical(key), sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k, "<absent>") != new.get(k, "<absent>")]
+
+
+class RunFolder:
+    """The run held by ``root``: ``kind`` (the command) and ``config`` (the settings that must match to resume).
+
+    ``outputs``: glob patterns (relative to ``root``) of the files the command writes, removed by an overwrite;
+    ``foreign``: of these, the names whose presence without a manifest means results that cannot be resumed."""
+
+    def __init__(self, root: str | os.PathLike, kind: str, config: dict, *, state: str = "records",
+                 outputs: Sequence[str] = (), foreign: Sequence[str] = ()):
+        self.root = Path(root)
+        self.kind = kind
+        self.config = _canonical(config)
+        self.state = self.root / state
+        self.outputs = tuple(outputs)
+        self.foreign = tuple(foreign)
+        self.run_id: str | None = None
+        self.outcome: str | None = None  # "new" | "resumed" | "replaced", after prepare()
+
+    # -- the rule ---------------------------------------------------------------------------------------------
+    def manifest(self) -> dict | None:
+        try:
+            doc = json.loads((self.state / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
+
+    def check(self, overwrite: bool | None = False) -> str:
+        """What ``prepare`` would do ("new", "resume" or "replace"), without touching the folder; raises
+        ``ConfigError`` when the folder may not be reused."""
+        old = self.manifest()
+        if old is not None:
+            if old.get("kind") == self.kind and old.get("config") == self.config:
+                return "replace" if overwrite else "resume"
+            if overwrite is not False:
+                return "replace"
+            if old.get("kind") != self.kind:
+                raise ConfigError(f"{self.root} holds a `{old.get('kind')}` run, not a `{self.kind}` run; choose "
+                                  f"another output folder or pass --overwrite to replace it")
+            diff = _differences(old.get("config") or {}, self.config)
+            raise ConfigError(f"{self.root} holds a {self.kind} run with different settings ({', '.join(diff)}); "
+                              f"re-run its own command to resume it, choose another output folder, or pass "
+                              f"--overwrite to replace it")
+        present = self._existing(self.foreign)
+        if present:
+            if overwrite is not False:
+                return "replace"
+            names = ", ".join(sorted(str(p.relative_to(self.root)) for p in present)[:3])
+            raise ConfigError(f"{self.root} already holds results ({names}) that no resumable {self.kind} run "
+                              f"describes; choose another output folder or pass --overwrite to replace them")
+        return "new"
+
+    def prepare(self, overwrite: bool | None = False) -> str:
+        """Apply the rule (see the module docstring): returns "new", "resumed" or "replaced"."""
+        action = self.check(overwrite)
+        old = self.manifest()
+        if action == "resume":
+            self.run_id = old["run"]
+            self.outcome = "resumed"
+            self._remove_temporaries()
+            return self.outcome
+        if action == "replace":
+            self.remove_outputs()
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.run_id = uuid.uuid4().hex
+        atomic_write_json(self.state / MANIFEST, {"format": FORMAT, "kind": self.kind, "config": self.config,
+                                                  "run": self.run_id, "created": time.time()})
+        for entry in os.scandir(self.state):  # the old run's records: their run id no longer counts anyway
+            if entry.name != MANIFEST and entry.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        self.outcome = "replaced" if action == "replace" else "new"
+        return self.outcome
+
+    def attach(self) -> None:
+        """Use the run that another process prepared (its manifest is already written)."""
+        doc = self.manifest()
+        if doc is None or doc.get("config") != self.config:
+            raise ConfigError(f"{self.root}: the run prepared by rank 0 has other settings than this process's; "
+                              "every process must run the same command on the same files")
+        self.run_id = doc["run"]
+
+    def _existing(self, patterns: Iterable[str]) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [p for pattern in patterns for p in sorted(self.root.glob(pattern)) if p.exists()]
+
+    def remove_outputs(self, patterns: Sequence[str] | None = None) -> None:
+        """Remove the command's outputs (``patterns``, default ``outputs``) from ``root``."""
+        for p in self._existing(self.outputs if patterns is None else patterns):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+    def _remove_temporaries(self) -> None:
+        """Half-written records of a killed run (temp files never renamed)."""
+        if self.state.is_dir():
+            for entry in os.scandir(self.state):
+                if entry.name.startswith(".") and ".tmp" in entry.name:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+    # -- records ----------------------------------------------------------------------------------------------
+    def record_path(self, key: Any, suffix: str = ".json") -> Path:
+        return self.state / f"{record_id(key)}{suffix}"
+
+    def write_record(self, key: Any, data: dict, arrays: dict[str, np.ndarray] | None = None) -> Path:
+        """Write an item's record (arrays first, then the JSON that commits it)."""
+        if self.run_id is None:
+            raise RuntimeError("RunFolder.prepare() or attach() first")
+        arrays = {k: np.asarray(v) for k, v in (arrays or {}).items() if v is not None}
+        if arrays:
+            with atomic_output(self.record_path(key, ".npz")) as tmp:
+                np.savez(tmp, **arrays)
+        doc = {"format": FORMAT, "run": self.run_id, "key": _canonical(key), "arrays": sorted(arrays),
+               "written": time.time(), **data}
+        return atomic_write_json(self.record_path(key), doc)
+
+    def record_ids(self) -> set[str]:
+        """Ids of the committed record files present (not yet verified)."""
+        if not self.state.is_dir():
+            return set()
+        return {e.name[:-5] for e in os.scandir(self.state)
+                if e.name.endswith(".json") and not e.name.startswith(".") and e.name != MANIFEST}
+
+    def read_record(self, key: Any) -> dict | None:
+        """The item's record when it is complete and verified (this run, this key, arrays readable), else None."""
+        try:
+            doc = json.loads(self.record_path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("run") != self.run_id \
+                or doc.get("key") != _canonical(key):
+            return None
+        if doc.get("arrays"):
+            try:
+                with np.load(self.record_path(key, ".npz"), allow_pickle=False) as z:
+                    if not set(doc["arrays"]) <= set(z.files):
+                        return None
+            except Exception:  # noqa: BLE001 -- truncated or corrupt archive: not a finished record
+                return None
+        return doc
+
+    def load_arrays(self, key: Any) -> dict[str, np.ndarray]:
+        """The arrays of a record (empty when it has none)."""
+        path = self.record_path(key, ".npz")
+        if not path.is_file():
+            return {}
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
