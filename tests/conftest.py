@@ -29,6 +29,19 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+def accelerate_launch(*flags: str) -> list[str]:
+    """``python -m accelerate.commands.launch FLAGS`` on one machine and a free local port, without mixed precision
+    or dynamo; the caller appends ``-m MODULE ARGS``."""
+    import socket
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [sys.executable, "-m", "accelerate.commands.launch", *flags, "--num_machines", "1", "--mixed_precision",
+            "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+
+
 @pytest.fixture
 def shared_data() -> Path:
     d = shared_data_dir()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import accelerate_launch
 
 import mrrecon.eval.benchmark as bm
 from mrrecon.data.simulate import simulate_dataset
@@ -40,16 +40,8 @@ def _env() -> dict:
                 PYTHONPATH=str(REPO))
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _accelerate(n: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(n),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(_port()), "-m", "mrrecon", *args]
+    return [*accelerate_launch("--cpu", "--num_processes", str(n)), "-m", "mrrecon", *args]
 
 
 def _key(v: dict) -> tuple:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import accelerate_launch
 from safetensors.torch import load_file
 
 from mrrecon.core.pretrained import model_class
@@ -516,17 +517,11 @@ def test_accelerate_cpu_two_processes_train_every_recipe(tmp_path):
     recipe (SSDM teacher and distillation; LDPM sketcher, non-MRI VAE and MR-VAE with their discriminators,
     denoiser, ControlNet): two gloo processes, no hang on the second player, one checkpoint per stage with both
     processes' RNG states."""
-    import socket
-
     path = tmp_path / "all.yaml"
     path.write_text(yaml.safe_dump(TINY_STAGES))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           "-m", "mrrecon.train", str(path), "--set", f"data.cache_dir={tmp_path / 'cache'}",
+    cmd = [*accelerate_launch("--num_processes", "2", "--cpu"), "-m", "mrrecon.train", str(path),
+           "--set", f"data.cache_dir={tmp_path / 'cache'}",
            "--out", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
@@ -550,17 +545,11 @@ def test_two_process_cpu_run_writes_one_checkpoint(tmp_path):
     accelerate 1.x runs ``--cpu`` as a single process unless MPI is configured; ``--multi_gpu`` starts the
     processes with torch.distributed.run, and on a machine without CUDA (or with ``train.cpu=true``) each
     builds a CPU Accelerator that joins a gloo process group."""
-    import socket
-
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(TINY))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           "-m", "mrrecon.train", str(path), "--set", f"data.cache_dir={tmp_path / 'cache'}",
+    cmd = [*accelerate_launch("--multi_gpu", "--num_processes", "2"), "-m", "mrrecon.train", str(path),
+           "--set", f"data.cache_dir={tmp_path / 'cache'}",
            "--set", "train.max_steps=3", "--set", "train.checkpoint_every=100", "--set", "train.cpu=true",
            "--set", "data.simulation.subjects=4", "--out", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
