@@ -190,6 +190,42 @@ def test_distill_recipe_starts_the_student_as_its_teacher_with_half_the_steps(tm
         recipe_class("ssdm-distill")(load_config(None, ["recipe.name=ssdm-distill", "recipe.params.tacher=x"]))
 
 
+@pytest.mark.parametrize("mode", ["running", "batch"])
+def test_distill_recipe_batch_norm_mode(tmp_path, mode):
+    """batch_norm: running normalises the student exactly as it samples (its loss at the start equals the loss of
+    the eval-mode copy, and the running statistics stay the teacher's); batch is plain training mode."""
+    from mrrecon.train.config import load_config
+    from mrrecon.train.recipe import RecipeEnv, recipe_class
+
+    teacher = tiny(sampling_steps=8)
+    with torch.no_grad():  # give the running statistics values a mini-batch would not reproduce
+        for m in teacher.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    save_pretrained(teacher, tmp_path / "teacher")
+    cfg = load_config(None, ["recipe.name=ssdm-distill", f"recipe.params.teacher={tmp_path / 'teacher'}",
+                             f"recipe.params.batch_norm={mode}"])
+    recipe = recipe_class("ssdm-distill")(cfg)
+    recipe.setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0))
+    student, copy = recipe.build_model().train(), recipe.build_model().eval()
+    batch = batch_of(phantom(2), accel=8)
+    torch.manual_seed(3)
+    trained = recipe.loss(student, batch, torch.nn.functional.mse_loss)["loss"]
+    torch.manual_seed(3)
+    as_sampled = distillation_loss(copy, recipe.teacher, batch, 8, torch.nn.functional.mse_loss)["loss"]
+    same_stats = all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
+                                                       teacher.state_dict().values(), strict=True))
+    if mode == "running":
+        assert torch.allclose(trained, as_sampled, rtol=1e-5) and same_stats
+    else:
+        assert not torch.allclose(trained, as_sampled, rtol=1e-2) and not same_stats
+    bad = load_config(None, ["recipe.name=ssdm-distill", f"recipe.params.teacher={tmp_path / 'teacher'}",
+                             "recipe.params.batch_norm=frozen"])
+    with pytest.raises(ConfigError, match="batch_norm"):
+        recipe_class("ssdm-distill")(bad).setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0))
+
+
 # -- sampling, DC ---------------------------------------------------------------------------------------------
 def test_hard_dc_leaves_measured_kspace_exact_and_soft_dc_blends():
     model = tiny()
@@ -269,6 +305,11 @@ def test_method_loads_stages_and_reports_uncertainty(tmp_path):
     assert eight.last_nfe == 8
     mean, std = one.reconstruct_with_uncertainty(sample, samples=3)
     assert mean.shape == std.shape == (H, W) and float(std.max()) > 0
+    three = load("ssdm:samples=3", checkpoint=str(tmp_path))
+    assert torch.allclose(three.reconstruct(sample), mean, atol=1e-6) and three.last_nfe == 3  # mean of 3 draws
+    assert not torch.allclose(mean, img, atol=1e-4)
+    with pytest.raises(ConfigError, match="samples"):
+        load("ssdm:samples=0", checkpoint=str(tmp_path))
     zf = ifft2c(sample.kspace)[0]
     k_out = fft2c(one.reconstruct_complex(sample)[None])
     m = mask.expand_as(k_out)
