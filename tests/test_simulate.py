@@ -1,5 +1,7 @@
 """The embedded brain simulator: determinism, shared anatomy, contrast, detail, ground truth, h5 round trip."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -208,3 +210,196 @@ def test_single_coil_dataset(tmp_path):
     assert not f.is_multicoil
     ref = simulate_subject(subject_seed(1, 0), size=32, coils=1, contrasts=("T2",))["T2"]
     assert torch.equal(f.kspace(0), ref.kspace[0])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training sets: the randomised contrast and per-subject acquisitions
+# ----------------------------------------------------------------------------------------------------------
+ALL = ("T1", "T2", "PD", "FLAIR", "random")
+
+
+@pytest.fixture(scope="module")
+def with_random():
+    return simulate_subject(11, size=SIZE, coils=4, slices=2, contrasts=ALL)
+
+
+def _tissue_means(d, tissues=("csf", "gm", "wm", "fat", "muscle", "marrow")) -> np.ndarray:
+    return np.array([float(d.rss_true[d.labels == LABELS.index(t)].mean()) for t in tissues])
+
+
+def test_random_contrast_leaves_the_others_unchanged(subject, with_random):
+    assert list(with_random) == list(ALL)
+    for name in ("T1", "T2", "PD", "FLAIR"):
+        assert torch.equal(with_random[name].kspace, subject[name].kspace), name
+        assert with_random[name].meta["TR_ms"] == subject[name].meta["TR_ms"]
+    # same anatomy, masks and coil maps under the random contrast
+    r = with_random["random"]
+    assert torch.equal(r.labels, subject["T1"].labels) and torch.equal(r.maps, subject["T1"].maps)
+
+
+def test_random_contrast_reproducible_from_the_seed(with_random):
+    alone = simulate_subject(11, size=SIZE, coils=4, slices=2, contrasts=("RANDOM",))
+    assert list(alone) == ["random"]
+    assert torch.equal(alone["random"].kspace, with_random["random"].kspace)
+    assert alone["random"].meta["random"] == with_random["random"].meta["random"]
+
+
+def test_random_contrast_differs_from_named_and_between_subjects(with_random):
+    r = with_random["random"]
+    shape = _tissue_means(r) / _tissue_means(r).mean()
+    for name in ("T1", "T2", "PD", "FLAIR"):
+        named = _tissue_means(with_random[name]) / _tissue_means(with_random[name]).mean()
+        assert np.abs(shape - named).max() > 0.1, name
+    # other subjects: other draws, other tissue contrast (relative tissue means)
+    shapes, draws = [shape], [r.meta["random"]]
+    for seed in (12, 13, 14):
+        o = simulate_subject(seed, size=SIZE, coils=1, contrasts=("random",), noise_level=0.0)["random"]
+        shapes.append(_tissue_means(o) / _tissue_means(o).mean())
+        draws.append(o.meta["random"])
+    for i in range(len(shapes)):
+        for j in range(i):
+            assert draws[i] != draws[j]
+            assert np.abs(shapes[i] - shapes[j]).max() > 0.1, (i, j)
+
+
+def _pure_tissue_means(d, tissues):
+    """Mean noise-free intensity over pixels that are clearly one tissue (same label after a 3x3 erosion)."""
+    lab = d.labels[0].numpy()
+    out = []
+    for t in tissues:
+        core = lab == LABELS.index(t)
+        core[1:-1, 1:-1] &= core[:-2, 1:-1] & core[2:, 1:-1] & core[1:-1, :-2] & core[1:-1, 2:]
+        assert core.sum() >= 10, t
+        out.append(float(d.rss_true[0].numpy()[core].mean()))
+    return np.array(out)
+
+
+def test_random_contrast_renders_what_its_meta_says():
+    """Intensity mode: tissue means follow the drawn intensities; physics mode: they follow the signal equation
+    applied to the drawn tissue parameters and sequence (bias field, texture, partial volume blur both)."""
+    from mrrecon.data.phantom.contrast import Sequence
+
+    tissues = ("csf", "gm", "wm", "fat")  # the others are too thin for pure pixels at this size
+    for fraction in (1.0, 0.0):
+        d = simulate_subject(21, size=128, coils=1, contrasts=("random",), noise_level=0.0,
+                             random_intensity_fraction=fraction)["random"]
+        m = d.meta
+        if fraction == 1.0:
+            assert m["sequence"] == "intensity" and m["random"]["mode"] == "intensity" and m["TR_ms"] is None
+            expected = np.array([m["random"]["intensity"][t] for t in tissues])
+        else:
+            assert m["sequence"] in ("SE", "IR", "GRE", "IR-GRE") and m["random"]["mode"] == "physics"
+            seq = Sequence("random", tr=m["TR_ms"], te=m["TE_ms"], ti=m["TI_ms"], flip_deg=m["flip_deg"])
+            expected = np.array([float(signal(seq, *map(np.float32, m["random"]["tissues"][t]))) for t in tissues])
+        measured = _pure_tissue_means(d, tissues)
+        assert np.corrcoef(measured, expected)[0, 1] > 0.9, (fraction, measured, expected)
+
+
+def test_random_draws_cover_every_kind():
+    """The draws (no images): every sequence kind and the intensity mode occur at about their probability,
+    the times are ordered (TE < TR, TI < TR), and the per-tissue parameters vary widely."""
+    from mrrecon.data.phantom.contrast import RANDOM_KIND_PROB, RANDOM_KINDS, draw_random_contrast
+
+    specs = [draw_random_contrast(np.random.default_rng(s), 0.2) for s in range(400)]
+    kinds = [s.kind for s in specs]
+    assert kinds.count("intensity") / 400 == pytest.approx(0.2, abs=0.06)
+    for kind, p in zip(RANDOM_KINDS, RANDOM_KIND_PROB, strict=True):
+        assert kinds.count(kind) / 400 == pytest.approx(0.8 * p / sum(RANDOM_KIND_PROB), abs=0.06), kind
+    for s in specs:
+        if s.sequence is not None:
+            assert 0 < s.sequence.te < s.sequence.tr and (s.sequence.ti is None or s.sequence.ti < s.sequence.tr)
+    gm_over_wm = np.array([s.tissues["gm"].t1 / s.tissues["wm"].t1 for s in specs])
+    assert gm_over_wm.min() < 1.0 < 1.5 * TISSUES["gm"].t1 / TISSUES["wm"].t1 < gm_over_wm.max()
+    assert all(s.tissues["bone"].pd == 0.0 for s in specs)
+
+
+def test_gradient_echo_signal_equations():
+    """Spoiled GRE peaks at the Ernst angle cos(a) = exp(-TR/T1); inversion-prepared GRE nulls a tissue at its
+    null TI; a 90 degree GRE with TE -> 0 equals the spin echo's saturation recovery."""
+    from mrrecon.data.phantom.contrast import Sequence
+
+    pd, t1, t2 = np.float32(0.8), np.float32(800.0), np.float32(80.0)
+    ernst = float(np.degrees(np.arccos(np.exp(-20.0 / 800.0))))
+    angles = (ernst - 4, ernst, ernst + 4)
+    s = {a: float(signal(Sequence("g", tr=20.0, te=3.0, flip_deg=a), pd, t1, t2)) for a in angles}
+    assert s[ernst] > s[ernst - 4] and s[ernst] > s[ernst + 4]
+    ti = flair_null_ti(2500.0, 800.0)
+    assert float(signal(Sequence("m", tr=2500.0, te=3.0, ti=ti, flip_deg=9.0), pd, t1, t2)) < 1e-4
+    se = float(signal(Sequence("s", tr=500.0, te=1e-6), pd, t1, t2))
+    assert float(signal(Sequence("g", tr=500.0, te=1e-6, flip_deg=90.0), pd, t1, t2)) == pytest.approx(se, rel=1e-5)
+
+
+def test_acquisition_drawn_per_subject(tmp_path):
+    from mrrecon.data.simulate import draw_acquisition
+
+    ranges = dict(size=(32, 48), coils=(2, 5), noise_level=(0.01, 0.08), bias_std=(0.05, 0.3),
+                  single_coil_fraction=0.3)
+    paths = simulate_dataset(tmp_path, subjects=6, contrasts=("T2",), seed=3, store_coil_maps=False, **ranges)
+    seen = []
+    for i, path in enumerate(paths):
+        acq = draw_acquisition(subject_seed(3, i), **ranges)
+        with h5py.File(path, "r") as hf:
+            a = dict(hf.attrs)
+            assert "coil_maps" not in hf
+            assert (a["size"], a["coils"]) == (acq.size, acq.coils)
+            assert a["noise_level"] == pytest.approx(acq.noise_level) and a["bias_std"] == pytest.approx(acq.bias_std)
+            assert a["size"] in (32, 48) and (a["coils"] == 1 or 2 <= a["coils"] <= 5)
+            assert 0.01 <= a["noise_level"] <= 0.08 and 0.05 <= a["bias_std"] <= 0.3
+            if a["coils"] == 1:  # fastMRI single-coil layout
+                assert hf["kspace"].shape == (1, a["size"], a["size"]) and "reconstruction_esc" in hf
+            else:
+                assert hf["kspace"].shape == (1, a["coils"], a["size"], a["size"]) and "reconstruction_rss" in hf
+        seen.append(acq)
+    # the draws vary (this seed gives both sizes, single- and multi-coil subjects, several noise levels)
+    assert {a.size for a in seen} == {32, 48}
+    assert any(a.coils == 1 for a in seen) and len({a.coils for a in seen if a.coils > 1}) >= 2
+    assert len({round(a.noise_level, 6) for a in seen}) == len(seen)
+    # a file is the subject simulated with the same options
+    ref = simulate_subject(subject_seed(3, 5), contrasts=("T2",), **ranges)["T2"]
+    assert torch.equal(FastMRIFile(paths[5]).kspace(0), ref.kspace[0])
+    # every subject single-coil; fixed values are used as given (no draw)
+    for path in simulate_dataset(tmp_path / "single", subjects=2, size=32, coils=(4, 16), contrasts=("PD",),
+                                 single_coil_fraction=1.0):
+        assert not FastMRIFile(path).is_multicoil
+    assert draw_acquisition(7) == draw_acquisition(7, size=[256], coils=(8, 8), noise_level=(0.03, 0.03))
+
+
+def test_fixed_setting_keeps_the_other_draws():
+    from mrrecon.data.simulate import draw_acquisition
+
+    a = draw_acquisition(5, size=(192, 224, 256), coils=(4, 16), noise_level=(0.01, 0.08))
+    b = draw_acquisition(5, size=256, coils=(4, 16), noise_level=(0.01, 0.08), single_coil_fraction=0.0)
+    assert (a.coils, a.noise_level) == (b.coils, b.noise_level)
+
+
+def test_coil_maps_kept_by_default_and_dropped_on_request(tmp_path):
+    (kept,) = simulate_dataset(tmp_path / "a", subjects=1, size=32, coils=2, contrasts=("random",))
+    (dropped,) = simulate_dataset(tmp_path / "b", subjects=1, size=32, coils=2, contrasts=("random",),
+                                  store_coil_maps=False)
+    assert kept.name == "sub000_random.h5"
+    with h5py.File(kept, "r") as a, h5py.File(dropped, "r") as b:
+        assert "coil_maps" in a and "coil_maps" not in b
+        np.testing.assert_array_equal(a["kspace"][()], b["kspace"][()])
+        assert a.attrs["contrast"] == "random" and a.attrs["acquisition"] == "AXRANDOM"
+        assert "mode" in json.loads(a.attrs["random_contrast"])
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"coils": (5, 2)}, {"coils": (1, 2, 3)}, {"coils": (0, 4)}, {"noise_level": (0.0, 0.1)},
+    {"noise_level": (0.1, -1.0)}, {"size": []}, {"size": [64, 8]}, {"single_coil_fraction": 1.5},
+    {"bias_std": -0.1}, {"bias_std": (0.3, 0.1)}, {"random_intensity_fraction": 2.0},
+    {"contrasts": ("random", "Random")},
+])
+def test_bad_training_options_raise_config_error(kwargs):
+    args = {"size": 32, "coils": 2, **kwargs}
+    with pytest.raises(ConfigError) as err:
+        simulate_subject(0, **args)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_dataset_option_fails_before_writing(tmp_path):
+    with pytest.raises(ConfigError, match="store_coil_maps"):
+        simulate_dataset(tmp_path, subjects=1, size=32, store_coil_maps="no")
+    with pytest.raises(ConfigError, match="coils"):
+        simulate_dataset(tmp_path, subjects=1, size=32, coils=(8, 4))
+    assert not list(tmp_path.glob("*.h5"))

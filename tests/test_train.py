@@ -160,9 +160,9 @@ def test_every_shipped_config_and_its_recipes_resolve():
                 assert Path(stage.config.train.out_dir) == plan.root / stage.name
     ssdm = load_stages(REPO / "configs" / "ssdm-small.yaml")
     one = ssdm.get("student-1").config
-    assert one.optim.lr == pytest.approx(2e-4) and one.train.max_steps == 250 and one.train.updates_per_batch == 2
+    assert one.optim.lr == pytest.approx(1e-4) and one.train.max_steps == 600 and one.train.updates_per_batch == 2
     assert ssdm.get("student-64").config.optim.lr == pytest.approx(1e-4)
-    assert one.recipe.params == {"teacher": "student-2"} and one.model == ssdm.get("teacher").config.model
+    assert one.recipe.params == {"teacher": "student-2", "batch_norm": "running"} and one.model == ssdm.get("teacher").config.model
 
 
 def test_stage_configs_merge_override_and_refuse_mistakes(tmp_path):
@@ -300,6 +300,31 @@ def test_batch_sampler_is_seeded_sharded_and_resumable():
     s.set_epoch(1)
     assert list(s) != full
 
+
+
+def test_batch_sampler_groups_slices_of_one_shape():
+    """A training set of mixed coil counts: every batch holds one group; each group drops its own remainder; one
+    group reproduces the ungrouped batches exactly."""
+    combos = [("random1d", 4.0)]
+    groups = [(4, (64, 64))] * 10 + [(8, (64, 64))] * 7 + [(1, (64, 64))] * 2
+    s = EpochBatchSampler(len(groups), 3, combos, seed=1, groups=groups)
+    batches = list(s)
+    assert len(batches) == 3 + 2 + 0 == s.per_rank
+    assert all(len({groups[k[0]] for k in b}) == 1 for b in batches)
+    assert len({k[0] for b in batches for k in b}) == 15  # no repeats
+    assert list(EpochBatchSampler(len(groups), 3, combos, seed=1, groups=groups)) == batches
+    s.set_epoch(1)
+    assert list(s) != batches
+    orders = {tuple(groups[b[0][0]][0] for b in EpochBatchSampler(len(groups), 3, combos, seed=k, groups=groups))
+              for k in range(6)}
+    assert len(orders) > 2  # the batches of the groups are shuffled together, not served in blocks
+    r0, r1 = (list(EpochBatchSampler(len(groups), 3, combos, seed=1, rank=r, world=2, groups=groups))
+              for r in (0, 1))
+    assert len(r0) == len(r1) == 2 and not {k[0] for b in r0 for k in b} & {k[0] for b in r1 for k in b}
+    assert list(EpochBatchSampler(20, 3, combos, seed=1, groups=[0] * 20)) == list(
+        EpochBatchSampler(20, 3, combos, seed=1))
+    with pytest.raises(ConfigError, match="groups of one shape"):
+        EpochBatchSampler(4, 3, combos, seed=1, groups=[0, 0, 1, 1])
 
 def test_training_slices_augment_and_mask(tmp_path):
     cfg = tiny_config(tmp_path, "unused", "data.flip=true")

@@ -8,17 +8,25 @@ inversion-recovery signal equations, then given a bias field, a smooth backgroun
 (``mrrecon.physics.coils.simulate_coil_maps``) and complex Gaussian k-space noise. Everything is reproducible
 from one integer seed. The pipeline, every constant and its source: docs/simulator.md.
 
+For training sets, the contrast ``"random"`` draws tissue parameters and a signal equation per subject (domain
+randomisation), and the matrix size, coil count, noise level and bias strength can be drawn per subject from
+ranges (:func:`draw_acquisition`): docs/simulator.md, "Training sets".
+
     >>> data = simulate_subject(0, size=128, coils=8)          # dict: contrast -> SimulatedSlices
     >>> data["T2"].kspace.shape                                 # (slices, coils, H, W) complex64
     >>> simulate_dataset("sim/", subjects=4)                    # fastMRI-format h5 files
+    >>> simulate_dataset("train/", subjects=240, contrasts=["T1", "T2", "PD", "FLAIR", "random"],
+    ...                  size=(192, 224, 256), coils=(4, 16), single_coil_fraction=0.2,
+    ...                  noise_level=(0.01, 0.08), bias_std=(0.05, 0.3), store_coil_maps=False)
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +36,16 @@ import torch
 
 from mrrecon.data.phantom.anatomy import FOV_MM, Z_RANGE_MM, SubjectAnatomy, render_slice
 from mrrecon.data.phantom.contrast import (
+    ALL_CONTRASTS,
     CONTRASTS,
     FIELD_STRENGTH_T,
-    SEQUENCES,
+    RANDOM_CONTRAST,
+    RANDOM_INTENSITY_FRACTION,
     TISSUE_NAMES,
-    TISSUES,
+    ContrastSpec,
     canonical_contrast,
+    draw_random_contrast,
+    named_contrast,
     signal,
 )
 from mrrecon.data.phantom.fields import CoarseField
@@ -55,6 +67,12 @@ LABELS = ("background", *TISSUE_NAMES)  # values of SimulatedSlices.labels
 
 # Independent random streams, one per purpose: changing e.g. the contrasts never changes the anatomy.
 _STREAM_ANATOMY, _STREAM_SLICE, _STREAM_BIAS, _STREAM_CONTRAST, _STREAM_COILS, _STREAM_NOISE = 1, 2, 3, 4, 5, 6
+_STREAM_RANDOM_CONTRAST, _STREAM_ACQUISITION = 7, 8
+# Sub-streams of _STREAM_ACQUISITION, one per drawn setting: fixing one setting never changes another's draw.
+_ACQ_SIZE, _ACQ_COILS, _ACQ_SINGLE_COIL, _ACQ_NOISE, _ACQ_BIAS = 0, 1, 2, 3, 4
+
+IntRange = int | tuple[int, int]
+RealRange = float | tuple[float, float]
 
 
 @dataclass
@@ -108,12 +126,113 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _check_real(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not low <= value <= high:
+        bound = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def _pair(name: str, value: Any) -> tuple[Any, Any] | None:
+    """``(low, high)`` when ``value`` is a list/tuple (a range), None for a scalar; other lengths raise."""
+    if not isinstance(value, (tuple, list)):
+        return None
+    if len(value) != 2:
+        raise ConfigError(f"{name} range must be (low, high), got {value!r}")
+    return value[0], value[1]
+
+
+def _int_range(name: str, value: Any, minimum: int) -> tuple[int, int]:
+    """An integer or an inclusive (low, high) range of integers, as (low, high)."""
+    pair = _pair(name, value)
+    if pair is None:
+        v = _check_int(name, value, minimum)
+        return v, v
+    lo, hi = (_check_int(name, v, minimum) for v in pair)
+    if lo > hi:
+        raise ConfigError(f"{name} range must have low <= high, got {value!r}")
+    return lo, hi
+
+
+def _real_range(name: str, value: Any, *, log: bool = False) -> tuple[float, float]:
+    """A number >= 0 or a (low, high) range of them, as (low, high); a log-uniform range needs low > 0."""
+    pair = _pair(name, value)
+    if pair is None:
+        v = _check_real(name, value)
+        return v, v
+    lo, hi = (_check_real(name, v) for v in pair)
+    if lo > hi:
+        raise ConfigError(f"{name} range must have low <= high, got {value!r}")
+    if log and lo < hi and lo == 0:
+        raise ConfigError(f"{name} range is drawn log-uniformly and needs low > 0, got {value!r}")
+    return lo, hi
+
+
+def _size_choices(value: Any) -> tuple[int, ...]:
+    """A matrix size or a list of sizes to choose from."""
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise ConfigError("size must be an integer or a non-empty list of sizes to choose from, got []")
+        return tuple(_check_int("size", v, 16) for v in value)
+    return (_check_int("size", value, 16),)
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One subject's acquisition: fixed, or drawn from ranges by :func:`draw_acquisition`."""
+
+    size: int
+    coils: int
+    noise_level: float
+    bias_std: float
+
+
+def draw_acquisition(
+    seed: int,
+    *,
+    size: int | Sequence[int] = 256,
+    coils: IntRange = 8,
+    noise_level: RealRange = DEFAULT_NOISE_LEVEL,
+    bias_std: RealRange = BIAS_STD,
+    single_coil_fraction: float = 0.0,
+) -> Acquisition:
+    """Subject ``seed``'s acquisition. Scalars are used as given; ranges are drawn from the subject's seed:
+
+    size: a list of matrix sizes, one chosen uniformly.
+    coils: (low, high), an integer uniform in [low, high]; then, with probability ``single_coil_fraction``,
+        the subject is single-coil (coils = 1) instead.
+    noise_level: (low, high), log-uniform (the head SNR ~ 1 / noise_level spans the range evenly in dB).
+    bias_std: (low, high), uniform: the log-amplitude std of the subject's bias field.
+
+    Each setting has its own random stream, so fixing one setting leaves the others' draws unchanged.
+    """
+    seed = _check_int("seed", seed, 0)
+    sizes = _size_choices(size)
+    coil_lo, coil_hi = _int_range("coils", coils, 1)
+    noise_lo, noise_hi = _real_range("noise_level", noise_level, log=True)
+    bias_lo, bias_hi = _real_range("bias_std", bias_std)
+    single = _check_real("single_coil_fraction", single_coil_fraction, 0.0, 1.0)
+
+    def u(stream: int) -> float:
+        return float(_rng(seed, _STREAM_ACQUISITION, stream).random())
+
+    size_v = sizes[0] if len(sizes) == 1 else sizes[min(int(u(_ACQ_SIZE) * len(sizes)), len(sizes) - 1)]
+    coils_v = coil_lo if coil_lo == coil_hi else coil_lo + min(int(u(_ACQ_COILS) * (coil_hi - coil_lo + 1)),
+                                                               coil_hi - coil_lo)
+    if single > 0 and u(_ACQ_SINGLE_COIL) < single:
+        coils_v = 1
+    noise_v = noise_lo if noise_lo == noise_hi else noise_lo * (noise_hi / noise_lo) ** u(_ACQ_NOISE)
+    bias_v = bias_lo if bias_lo == bias_hi else bias_lo + (bias_hi - bias_lo) * u(_ACQ_BIAS)
+    return Acquisition(size=size_v, coils=coils_v, noise_level=noise_v, bias_std=bias_v)
+
+
 def _parse_contrasts(contrasts: str | Iterable[str]) -> tuple[str, ...]:
     if isinstance(contrasts, str):
         contrasts = (contrasts,)
     names = tuple(canonical_contrast(c) for c in contrasts)
     if not names:
-        raise ConfigError("contrasts must name at least one of " + ", ".join(CONTRASTS))
+        raise ConfigError("contrasts must name at least one of " + ", ".join(ALL_CONTRASTS))
     if len(set(names)) != len(names):
         raise ConfigError(f"contrasts listed twice: {list(contrasts)}")
     return names
@@ -134,18 +253,27 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return a.reshape(n, f, n, f).mean(axis=(1, 3))
 
 
-def _contrast_image(tissues, seq, jitter) -> np.ndarray:
-    """Partial-volume signal: sum over tissues of fraction x signal(tissue's modulated PD, T1, T2)."""
+def _contrast_image(tissues, spec: ContrastSpec, jitter) -> np.ndarray:
+    """Partial-volume signal: sum over tissues of fraction x signal(tissue's modulated PD, T1, T2); in the
+    intensity mode, fraction x the tissue's intensity x the product of its PD, T1 and T2 texture factors."""
     out = np.zeros(tissues.flow.shape, np.float32)
     flat_out = out.ravel()
     mod = {p: m.ravel() for p, m in tissues.modulation.items()}
     for name, frac in tissues.fractions.items():
-        tissue = TISSUES[name]
-        if tissue.pd == 0.0:
+        tissue = spec.tissues[name]
+        level = None if spec.intensity is None else spec.intensity[name]
+        silent = tissue.pd == 0.0 if level is None else level == 0.0
+        if silent:
             continue
         f = frac.ravel()
         idx = np.flatnonzero(f > 1e-6)
         if idx.size == 0:
+            continue
+        if level is not None:
+            value = (level * mod["pd"][idx] * mod["t1"][idx] * mod["t2"][idx]).astype(np.float32)
+            if name == "blood":
+                value = value * tissues.flow.ravel()[idx]
+            flat_out[idx] += f[idx] * value
             continue
         jit = jitter[name]
         pd = tissue.pd * jit["pd"] * mod["pd"][idx]
@@ -153,7 +281,7 @@ def _contrast_image(tissues, seq, jitter) -> np.ndarray:
             pd = pd * tissues.flow.ravel()[idx]
         t1 = tissue.t1 * jit["t1"] * mod["t1"][idx]
         t2 = tissue.t2 * jit["t2"] * mod["t2"][idx]
-        flat_out[idx] += f[idx] * signal(seq, pd, t1, t2)
+        flat_out[idx] += f[idx] * signal(spec.sequence, pd, t1, t2)
     return out
 
 
@@ -170,37 +298,44 @@ def _polynomial_phase(rng: np.random.Generator, size: int) -> np.ndarray:
 def simulate_subject(
     seed: int,
     *,
-    size: int = 256,
-    coils: int = 8,
+    size: int | Sequence[int] = 256,
+    coils: IntRange = 8,
     contrasts: str | Iterable[str] = CONTRASTS,
     slices: int = 1,
-    noise_level: float = DEFAULT_NOISE_LEVEL,
+    noise_level: RealRange = DEFAULT_NOISE_LEVEL,
     slice_spacing_mm: float = DEFAULT_SLICE_SPACING_MM,
+    bias_std: RealRange = BIAS_STD,
+    single_coil_fraction: float = 0.0,
+    random_intensity_fraction: float = RANDOM_INTENSITY_FRACTION,
 ) -> dict[str, SimulatedSlices]:
     """Simulate one subject: ``slices`` neighbouring axial slices in each of ``contrasts``.
 
     seed: non-negative integer; the same seed and options give bit-identical output. The anatomy, slice
-        positions and coil maps depend only on ``seed`` (and ``slices``/``slice_spacing_mm``), never on the
-        contrasts requested or the noise level; the anatomy does not depend on ``size`` except for the
-        realisation of the fine texture.
-    size: image matrix (size x size) over a 240 mm field of view.
-    coils: receive channels; 1 gives a single-coil acquisition with unit sensitivity.
-    contrasts: any of "T1", "T2", "PD", "FLAIR" (case-insensitive).
+        positions and coil maps depend only on ``seed`` (and ``slices``/``slice_spacing_mm``, and the coil
+        count), never on the contrasts requested or the noise level; the anatomy does not depend on ``size``
+        except for the realisation of the fine texture.
+    size: image matrix (size x size) over a 240 mm field of view; a list: one drawn per subject.
+    coils: receive channels; 1 gives a single-coil acquisition with unit sensitivity; (low, high): drawn.
+    contrasts: any of "T1", "T2", "PD", "FLAIR" and "random" (case-insensitive); "random" draws tissue
+        parameters and a sequence (or, with probability ``random_intensity_fraction``, an intensity per tissue)
+        from the seed, without changing the other contrasts.
     noise_level: std of the k-space noise (each of real and imaginary part, per coil and sample) relative to
         the mean noise-free RSS intensity over the head, so the head's SNR in the RSS image is about
-        1 / noise_level; 0 gives noise-free k-space.
+        1 / noise_level; 0 gives noise-free k-space; (low, high): drawn log-uniformly.
     slice_spacing_mm: distance between neighbouring slices.
+    bias_std: log-amplitude std of the bias field shared by the contrasts; (low, high): drawn uniformly.
+    single_coil_fraction: probability that the subject is single-coil whatever ``coils`` says.
+    The draws of ranges: :func:`draw_acquisition`; the values used are in each result's ``meta``.
 
     Returns a dict contrast -> :class:`SimulatedSlices`, in the order requested.
     """
     seed = _check_int("seed", seed, 0)
-    size = _check_int("size", size, 16)
-    coils = _check_int("coils", coils, 1)
+    acq = draw_acquisition(seed, size=size, coils=coils, noise_level=noise_level, bias_std=bias_std,
+                           single_coil_fraction=single_coil_fraction)
+    size, coils, noise_level = acq.size, acq.coils, acq.noise_level
     slices = _check_int("slices", slices, 1)
     names = _parse_contrasts(contrasts)
-    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real) \
-            or not math.isfinite(noise_level) or noise_level < 0:
-        raise ConfigError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
+    intensity_fraction = _check_real("random_intensity_fraction", random_intensity_fraction, 0.0, 1.0)
     if not isinstance(slice_spacing_mm, numbers.Real) or not slice_spacing_mm > 0:
         raise ConfigError(f"slice_spacing_mm must be > 0, got {slice_spacing_mm!r}")
     extent = (slices - 1) * float(slice_spacing_mm)
@@ -221,15 +356,17 @@ def simulate_subject(
     # Bias field (shared by the subject's contrasts) and the size-independent pixel positions.
     px = FOV_MM / size
     c = (np.arange(size) - size // 2) * px
-    log_bias = BIAS_STD * CoarseField(_rng(seed, _STREAM_BIAS), FOV_MM, BIAS_CORR_MM).grid(c, c)
+    log_bias = acq.bias_std * CoarseField(_rng(seed, _STREAM_BIAS), FOV_MM, BIAS_CORR_MM).grid(c, c)
+    specs = {name: draw_random_contrast(_rng(seed, _STREAM_RANDOM_CONTRAST), intensity_fraction)
+             if name == RANDOM_CONTRAST else named_contrast(name) for name in names}
     per_contrast = {}
     for name in names:
-        rng_c = _rng(seed, _STREAM_CONTRAST, CONTRASTS.index(name))
+        rng_c = _rng(seed, _STREAM_CONTRAST, ALL_CONTRASTS.index(name))
         bias_c = BIAS_CONTRAST_STD * CoarseField(rng_c, FOV_MM, BIAS_CORR_MM).grid(c, c)
         phase = _polynomial_phase(rng_c, size) + PHASE_RANDOM_STD_RAD * CoarseField(rng_c, FOV_MM,
                                                                                     PHASE_CORR_MM).grid(c, c)
         weight = (np.exp(log_bias + bias_c) * np.exp(1j * phase)).astype(np.complex64)
-        per_contrast[name] = (weight, _rng(seed, _STREAM_NOISE, CONTRASTS.index(name)))
+        per_contrast[name] = (weight, _rng(seed, _STREAM_NOISE, ALL_CONTRASTS.index(name)))
 
     images = {name: [] for name in names}
     brain_masks, head_masks, labels = [], [], []
@@ -240,7 +377,7 @@ def simulate_subject(
         head = fractions.sum(axis=0) > 0.5
         head_masks.append(head)
         labels.append(np.where(head, fractions.argmax(axis=0) + 1, 0).astype(np.uint8))
-        objects = np.stack([_contrast_image(tissues, SEQUENCES[name], anatomy.tissue_jitter) for name in names])
+        objects = np.stack([_contrast_image(tissues, specs[name], anatomy.tissue_jitter) for name in names])
         cropped = _fourier_crop(objects, size).numpy()
         for j, name in enumerate(names):
             images[name].append(cropped[j] * per_contrast[name][0])
@@ -272,14 +409,14 @@ def simulate_subject(
 
     out: dict[str, SimulatedSlices] = {}
     for j, name in enumerate(names):
-        seq = SEQUENCES[name]
         meta = {
-            "seed": seed, "contrast": name, "acquisition": seq.acquisition, "sequence": seq.kind,
-            "TR_ms": seq.tr, "TE_ms": seq.te, "TI_ms": seq.ti, "field_strength_T": FIELD_STRENGTH_T,
+            "seed": seed, "contrast": name, **_sequence_meta(specs[name]), "field_strength_T": FIELD_STRENGTH_T,
             "fov_mm": FOV_MM, "size": size, "coils": coils, "slice_z_mm": list(anatomy.z_mm),
             "slice_spacing_mm": float(slice_spacing_mm), "noise_level": float(noise_level),
-            "noise_sigma": sigmas[j],
+            "noise_sigma": sigmas[j], "bias_std": acq.bias_std,
         }
+        if name == RANDOM_CONTRAST:
+            meta["random"] = _random_summary(specs[name])
         out[name] = SimulatedSlices(contrast=name, kspace=as_tensor(kspace_all[j]), rss=as_tensor(rss_all[j]),
                                     rss_true=as_tensor(rss_true_all[j]), image=as_tensor(image_all[j]), maps=maps_t,
                                     brain_mask=brain_mask, head_mask=as_tensor(head_mask), labels=label_map,
@@ -287,28 +424,55 @@ def simulate_subject(
     return out
 
 
+def _sequence_meta(spec: ContrastSpec) -> dict[str, Any]:
+    """Acquisition name, sequence kind and its parameters (None where they do not apply)."""
+    seq = spec.sequence
+    times = (None, None, None, None) if seq is None else (seq.tr, seq.te, seq.ti, seq.flip_deg)
+    return {"acquisition": spec.acquisition, "sequence": spec.kind,
+            **dict(zip(("TR_ms", "TE_ms", "TI_ms", "flip_deg"), times, strict=True))}
+
+
+def _random_summary(spec: ContrastSpec) -> dict[str, Any]:
+    """The random contrast's draw: mode, and per tissue the intensity or the (PD, T1 ms, T2 ms) used."""
+    if spec.intensity is not None:
+        return {"mode": "intensity", "intensity": {n: round(v, 4) for n, v in spec.intensity.items()}}
+    return {"mode": "physics",
+            "tissues": {n: [round(t.pd, 4), round(t.t1, 1), round(t.t2, 1)] for n, t in spec.tissues.items()}}
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def simulate_dataset(
     out_dir: str | os.PathLike,
     *,
     subjects: int = 4,
-    size: int = 256,
-    coils: int = 8,
+    size: int | Sequence[int] = 256,
+    coils: IntRange = 8,
     contrasts: str | Iterable[str] = CONTRASTS,
     slices: int = 1,
     seed: int = 0,
-    noise_level: float = DEFAULT_NOISE_LEVEL,
+    noise_level: RealRange = DEFAULT_NOISE_LEVEL,
     slice_spacing_mm: float = DEFAULT_SLICE_SPACING_MM,
+    bias_std: RealRange = BIAS_STD,
+    single_coil_fraction: float = 0.0,
+    random_intensity_fraction: float = RANDOM_INTENSITY_FRACTION,
+    store_coil_maps: bool = True,
     progress: bool = False,
 ) -> list[Path]:
     """Write ``subjects`` simulated subjects as fastMRI-format h5 files ``sub{index:03d}_{CONTRAST}.h5``.
 
-    Subject ``i`` is ``simulate_subject(subject_seed(seed, i), ...)``. Multi-coil files hold ``kspace``
-    (S, C, H, W) and ``reconstruction_rss`` (RSS of the noisy k-space, the fastMRI convention); single-coil
-    files (``coils=1``) hold ``kspace`` (S, H, W) and ``reconstruction_esc`` (its magnitude image), as the
-    fastMRI single-coil track does. Both also hold ``reconstruction_true`` (the noise-free RSS / magnitude),
-    and multi-coil files the true sensitivities ``coil_maps`` (S, C, H, W) complex64. Files are written
-    atomically (``write_fastmri_h5``).
-    Attributes: acquisition, patient_id, max/norm of the target, and the simulation parameters.
+    Subject ``i`` is ``simulate_subject(subject_seed(seed, i), ...)`` with the same options, so ranges of
+    ``size``, ``coils``, ``noise_level`` and ``bias_std`` and ``single_coil_fraction`` are drawn per subject
+    (:func:`draw_acquisition`). Multi-coil files hold ``kspace`` (S, C, H, W) and ``reconstruction_rss`` (RSS
+    of the noisy k-space, the fastMRI convention); single-coil subjects' files hold ``kspace`` (S, H, W) and
+    ``reconstruction_esc`` (its magnitude image), as the fastMRI single-coil track does. Both also hold
+    ``reconstruction_true`` (the noise-free RSS / magnitude), and multi-coil files the true sensitivities
+    ``coil_maps`` (S, C, H, W) complex64 unless ``store_coil_maps=False`` (they are as large as the k-space).
+    Files are written atomically (``write_fastmri_h5``).
+    Attributes: acquisition, patient_id, max/norm of the target, and the simulation parameters (including the
+    subject's drawn ``size``, ``coils``, ``noise_level``, ``bias_std``).
     Returns the paths written, subject-major, contrasts in the order requested. ``progress``: a tqdm bar per
     subject on stderr when it is a terminal (silent otherwise).
     """
@@ -319,6 +483,12 @@ def simulate_dataset(
     subjects = _check_int("subjects", subjects, 1)
     seed = _check_int("seed", seed, 0)
     names = _parse_contrasts(contrasts)
+    if not isinstance(store_coil_maps, bool):
+        raise ConfigError(f"store_coil_maps must be true or false, got {store_coil_maps!r}")
+    # Bad options fail in the first subject's simulate_subject, before any file is written.
+    options = dict(size=size, coils=coils, contrasts=names, slices=slices, noise_level=noise_level,
+                   slice_spacing_mm=slice_spacing_mm, bias_std=bias_std, single_coil_fraction=single_coil_fraction,
+                   random_intensity_fraction=random_intensity_fraction)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -326,28 +496,31 @@ def simulate_dataset(
     for i in range(subjects):
         bar.set_postfix_str(f"sub{i:03d}")
         sseed = subject_seed(seed, i)
-        data = simulate_subject(sseed, size=size, coils=coils, contrasts=names, slices=slices,
-                                noise_level=noise_level, slice_spacing_mm=slice_spacing_mm)
+        data = simulate_subject(sseed, **options)
         for name in names:
             d = data[name]
             m = d.meta
             attrs = {
                 "acquisition": m["acquisition"], "patient_id": f"sub{i:03d}", "simulated": True,
                 "simulator": "mrrecon.data.simulate", "dataset_seed": seed, "subject_index": i,
-                "subject_seed": sseed, "contrast": name, "sequence": m["sequence"], "TR_ms": m["TR_ms"],
-                "TE_ms": m["TE_ms"], "TI_ms": m["TI_ms"] if m["TI_ms"] is not None else float("nan"),
-                "noise_level": m["noise_level"], "noise_sigma": m["noise_sigma"],
-                "slice_z_mm": np.asarray(m["slice_z_mm"], dtype=np.float64),
+                "subject_seed": sseed, "contrast": name, "sequence": m["sequence"],
+                "TR_ms": _nan_if_none(m["TR_ms"]), "TE_ms": _nan_if_none(m["TE_ms"]), "TI_ms": _nan_if_none(m["TI_ms"]),
+                "flip_deg": _nan_if_none(m["flip_deg"]), "noise_level": m["noise_level"],
+                "noise_sigma": m["noise_sigma"], "slice_z_mm": np.asarray(m["slice_z_mm"], dtype=np.float64),
+                "size": m["size"], "coils": m["coils"], "bias_std": m["bias_std"],
             }
+            if "random" in m:
+                attrs["random_contrast"] = json.dumps(m["random"], sort_keys=True)
             header = {"encoded_fov_mm": (FOV_MM, FOV_MM, 1.0), "recon_fov_mm": (FOV_MM, FOV_MM, 1.0),
                       "field_strength_T": FIELD_STRENGTH_T}
             path = out / f"sub{i:03d}_{name}.h5"
             extra = {"reconstruction_true": d.rss_true}
-            if coils == 1:
+            if m["coils"] == 1:
                 write_fastmri_h5(path, d.kspace[:, 0], reconstruction_esc=d.rss, attrs=attrs, header=header,
                                  extra_datasets=extra)
             else:
-                extra["coil_maps"] = d.maps
+                if store_coil_maps:
+                    extra["coil_maps"] = d.maps
                 write_fastmri_h5(path, d.kspace, reconstruction_rss=d.rss, attrs=attrs, header=header,
                                  extra_datasets=extra)
             paths.append(path)

@@ -77,14 +77,18 @@ class SimulationConfig:
 
     subjects: int = 32
     val_subjects: int = 4
-    size: int = 256
-    coils: int = 8
-    contrasts: list[str] = field(default_factory=lambda: ["T1", "T2", "PD", "FLAIR"])
+    size: int | list[int] = 256  # a list: one matrix size drawn per subject
+    coils: int | list[int] = 8  # [low, high]: drawn per subject (inclusive)
+    contrasts: list[str] = field(default_factory=lambda: ["T1", "T2", "PD", "FLAIR"])  # also "random"
     slices: int = 2
     val_slices: int = 1
     seed: int = 0
     val_seed: int = 1
-    noise_level: float = 0.03
+    noise_level: float | list[float] = 0.03  # [low, high]: log-uniform per subject
+    bias_std: float | list[float] = 0.12  # [low, high]: uniform per subject
+    single_coil_fraction: float = 0.0  # share of single-coil subjects
+    random_intensity_fraction: float = 0.2  # share of "random" contrasts drawn as random tissue intensities
+    store_coil_maps: bool = True  # False: no coil_maps in the files (half the size; VarNet estimates maps)
 
 
 @dataclass

@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +65,17 @@ class SimulatedSplits:
     val: list[Path]
 
 
+# Simulation settings added after caches existed: hashed only when not at their default, so the folders of the
+# earlier settings keep their names.
+_ADDED_SIM_KEYS = ("bias_std", "single_coil_fraction", "random_intensity_fraction", "store_coil_maps")
+
+
 def _simulation_key(sim: SimulationConfig) -> str:
-    text = json.dumps(asdict(sim), sort_keys=True)
+    values, default = asdict(sim), asdict(SimulationConfig())
+    for k in _ADDED_SIM_KEYS:
+        if values[k] == default[k]:
+            del values[k]
+    text = json.dumps(values, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -93,7 +103,9 @@ def prepare_simulated(data: DataConfig, *, generate: bool = True) -> SimulatedSp
             return SimulatedSplits(folder, train, val)
     if not generate:
         raise DataError("simulated training set is missing or incomplete", folder)
-    common = dict(size=sim.size, coils=sim.coils, contrasts=tuple(sim.contrasts), noise_level=sim.noise_level)
+    common = dict(size=sim.size, coils=sim.coils, contrasts=tuple(sim.contrasts), noise_level=sim.noise_level,
+                  bias_std=sim.bias_std, single_coil_fraction=sim.single_coil_fraction,
+                  random_intensity_fraction=sim.random_intensity_fraction, store_coil_maps=sim.store_coil_maps)
     train = simulate_dataset(folder / "train", subjects=sim.subjects, slices=sim.slices, seed=sim.seed, **common)
     val = simulate_dataset(folder / "val", subjects=sim.val_subjects, slices=sim.val_slices, seed=sim.val_seed,
                            **common)
@@ -153,6 +165,20 @@ class TrainingSlices(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def batch_groups(self) -> list[tuple[int, tuple[int, int] | None]]:
+        """Per slice, what must agree within a batch: (coils, matrix after the crop). A fixed crop makes every
+        matrix alike; "recon" and no crop keep the file's own."""
+        out = []
+        for i, _ in self.index:
+            f = self.files[i]
+            coils = f.num_coils if f.is_multicoil else 1
+            crop = self.data.crop
+            shape = tuple(f.kspace_shape)
+            if crop not in (None, "recon"):
+                shape = clamp_crop_size(shape, tuple(int(n) for n in crop))
+            out.append((coils, shape))
+        return out
 
     def _crop_size(self, f: FastMRIFile, shape: tuple[int, int]) -> tuple[int, int] | None:
         crop = self.data.crop
@@ -216,16 +242,32 @@ class EpochBatchSampler(Sampler):
     ``rank, rank + world, ...`` so every process gets the same number. Global batch ``j`` draws its mask
     (kind, acceleration) from ``derive_seed(seed, 'combo', e, j)``. ``set_epoch(e, start, stop)`` restricts
     an epoch to this process's batches ``start .. stop - 1`` (resume; whole optimiser steps).
+
+    ``groups`` (one hashable per slice, e.g. its coil count and matrix): a batch holds slices of one group only
+    (slices of different shapes cannot be stacked). Each group's slices, in the epoch's shuffled order, are cut
+    into batches (each group drops its own remainder) and the batches are shuffled with
+    ``derive_seed(seed, 'batches', e)``. With one group (or None) the batches are exactly the ungrouped ones.
     """
 
     def __init__(self, num_samples: int, batch_size: int, combos: Sequence[tuple[str, float]], seed: int,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, groups: Sequence[Any] | None = None):
         self.n, self.batch_size, self.combos = int(num_samples), int(batch_size), list(combos)
         self.seed, self.rank, self.world = int(seed), int(rank), int(world)
-        self.per_rank = (self.n // self.batch_size) // self.world
+        if groups is not None and len(groups) != self.n:
+            raise ConfigError(f"{len(groups)} group labels for {self.n} slices")
+        self.groups = None if groups is None or len(set(groups)) < 2 else list(groups)
+        if self.groups is None:
+            total = self.n // self.batch_size
+        else:
+            sizes: dict[Any, int] = {}
+            for g in self.groups:
+                sizes[g] = sizes.get(g, 0) + 1
+            total = sum(c // self.batch_size for c in sizes.values())
+        self.per_rank = total // self.world
         if self.per_rank < 1:
             raise ConfigError(f"{self.n} training slices are too few for batch_size {self.batch_size} on "
-                              f"{self.world} process(es)")
+                              f"{self.world} process(es)" + ("" if self.groups is None else
+                                                               f" in groups of one shape ({len(sizes)} groups)"))
         self.epoch, self.start, self.stop = 0, 0, self.per_rank
 
     def set_epoch(self, epoch: int, start: int = 0, stop: int | None = None) -> None:
@@ -235,13 +277,27 @@ class EpochBatchSampler(Sampler):
     def __len__(self) -> int:
         return max(self.stop - self.start, 0)
 
-    def __iter__(self) -> Iterator[list[tuple[int, str, float, int]]]:
+    def _global_batches(self) -> list[list[int]]:
         g = torch.Generator().manual_seed(derive_seed(self.seed, "order", self.epoch))
         perm = torch.randperm(self.n, generator=g).tolist()
+        bs = self.batch_size
+        if self.groups is None:
+            return [perm[j * bs:(j + 1) * bs] for j in range(self.n // bs)]
+        members: dict[Any, list[int]] = {}
+        for i in perm:
+            members.setdefault(self.groups[i], []).append(i)
+        batches = [m[j * bs:(j + 1) * bs] for key in sorted(members, key=repr)
+                   for m in (members[key],) for j in range(len(m) // bs)]
+        order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(
+            derive_seed(self.seed, "batches", self.epoch))).tolist()
+        return [batches[o] for o in order]
+
+    def __iter__(self) -> Iterator[list[tuple[int, str, float, int]]]:
+        batches = self._global_batches()
         for b in range(self.start, self.stop):
             j = b * self.world + self.rank
             kind, acc = self.combos[derive_seed(self.seed, "combo", self.epoch, j) % len(self.combos)]
-            yield [(i, kind, acc, self.epoch) for i in perm[j * self.batch_size:(j + 1) * self.batch_size]]
+            yield [(i, kind, acc, self.epoch) for i in batches[j]]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -215,7 +215,8 @@ def fixed_batches(train_set: TrainingSlices, batch_size: int, count: int, seed: 
     the same on every process and after every resume (latent banks, post-training measurements)."""
     from mrrecon.train.data import EpochBatchSampler
 
-    sampler = EpochBatchSampler(len(train_set), batch_size, train_set.combos, derive_seed(seed, *tag))
+    sampler = EpochBatchSampler(len(train_set), batch_size, train_set.combos, derive_seed(seed, *tag),
+                                groups=train_set.batch_groups())
     made, epoch = 0, 0
     while made < count:
         sampler.set_epoch(epoch)

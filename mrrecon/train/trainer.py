@@ -281,7 +281,7 @@ class Trainer:
         if cfg.model.init_from and resume_from is None:
             _warm_start(model, recipe.resolve(cfg.model.init_from))
         sampler = EpochBatchSampler(len(train_set), t.batch_size, train_set.combos, t.seed,
-                                    acc.process_index, acc.num_processes)
+                                    acc.process_index, acc.num_processes, groups=train_set.batch_groups())
         groups_per_epoch = sampler.per_rank // t.grad_accum
         if groups_per_epoch < 1:
             raise ConfigError(f"an epoch has {sampler.per_rank} batch(es) per process, fewer than grad_accum="
