@@ -162,7 +162,8 @@ def test_every_shipped_config_and_its_recipes_resolve():
     one = ssdm.get("student-1").config
     assert one.optim.lr == pytest.approx(1e-4) and one.train.max_steps == 600 and one.train.updates_per_batch == 2
     assert ssdm.get("student-64").config.optim.lr == pytest.approx(1e-4)
-    assert one.recipe.params == {"teacher": "student-2", "batch_norm": "running"} and one.model == ssdm.get("teacher").config.model
+    assert one.recipe.params == {"teacher": "student-2", "batch_norm": "running"}
+    assert one.model == ssdm.get("teacher").config.model
 
 
 def test_stage_configs_merge_override_and_refuse_mistakes(tmp_path):
