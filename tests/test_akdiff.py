@@ -66,7 +66,7 @@ def test_forward_process_at_t0_is_identity():
 
 
 def test_attenuation_keeps_only_low_frequencies_at_T_and_schedules():
-    sde = AKDiffusionSDE(sigma_min=0.01, sigma_max=1.0, lowpass_std=0.05)
+    sde = AKDiffusionSDE(sigma_min=0.01, sigma_max=1.0, lowpass_std=0.05, frequency_units="pixel")
     g = sde.attenuation(torch.tensor([0.0, 0.5, 1.0]), (64, 64))[:, 0]
     assert torch.all(g[0] == 1)
     assert g[2, 32, 32] == 1  # DC kept at every t
@@ -84,6 +84,30 @@ def test_attenuation_keeps_only_low_frequencies_at_T_and_schedules():
     assert torch.allclose(ratios, ratios[0].expand_as(ratios))  # geometric
     with pytest.raises(ConfigError):
         AKDiffusionSDE(sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(ConfigError):
+        AKDiffusionSDE(frequency_units="mm")
+
+
+def test_attenuation_in_fov_units_is_the_same_process_on_a_central_window():
+    sde = AKDiffusionSDE(lowpass_std=5.0)  # fov (default): std in k-space samples
+    assert sde.frequency_units == "fov"
+    t = torch.tensor([0.0, 0.3, 0.7, 1.0])
+    g256 = sde.attenuation(t, (256, 256))[:, 0]
+    g128 = sde.attenuation(t, (128, 128))[:, 0]
+    # G_t on a 256 grid restricted to its central 128 x 128 equals G_t on the 128 grid, at every t
+    assert torch.equal(g256[:, 64:192, 64:192], g128)
+    # ... also for non-square and odd grids (centre index n // 2, as fft2c)
+    g_odd = sde.attenuation(t, (33, 20))[:, 0]
+    g_big = sde.attenuation(t, (65, 40))[:, 0]
+    assert torch.equal(g_big[:, 32 - 16:32 + 17, 20 - 10:20 + 10], g_odd)
+    # G_T: exp(-1/2) at lowpass_std samples from DC on any matrix; G_0 = I
+    assert float(g256[3, 128, 128 + 5]) == pytest.approx(math.exp(-0.5), rel=1e-6)
+    assert float(g128[3, 64 + 5, 64]) == pytest.approx(math.exp(-0.5), rel=1e-6)
+    assert torch.all(g256[0] == 1)
+    # the pixel definition does not have this property: its window grows with the matrix
+    pix = AKDiffusionSDE(lowpass_std=0.05, frequency_units="pixel")
+    assert not torch.allclose(pix.attenuation(t, (256, 256))[:, 0, 64:192, 64:192],
+                              pix.attenuation(t, (128, 128))[:, 0])
 
 
 def test_perturbation_kernel_mean_and_covariance():
@@ -99,6 +123,137 @@ def test_perturbation_kernel_mean_and_covariance():
     # per pixel the noise has total variance 2 std^2 (real + imaginary) inside the rank-1 coil subspace
     var = (draws - draws.mean(0)).abs().square().mean(0).sum(0)  # (H, W) summed over coils, in k-space
     assert float(var.mean()) == pytest.approx(2 * std ** 2, rel=0.1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Units (one helper for training and sampling) and the noise floor
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _smooth_object(n: int, coils: int = 3) -> torch.Tensor:
+    """Multi-coil k-space (C, n, n) of a smooth object on a fixed field of view sampled with n pixels: the same
+    continuous object at every n (Gaussian blobs much wider than a pixel, smooth coil profiles)."""
+    c = (torch.arange(n, dtype=torch.float64) - n // 2) / n  # pixel positions in FOV units (origin at n // 2)
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    obj = (torch.exp(-((xx / 0.22) ** 2 + (yy / 0.28) ** 2)) + 0.4 * torch.exp(-(((xx - 0.1) / 0.08) ** 2
+                                                                                 + ((yy + 0.05) / 0.1) ** 2)))
+    obj = obj * torch.exp(1j * (0.8 * xx - 0.5 * yy))
+    angles = [0.3 + 2 * math.pi * i / coils for i in range(coils)]
+    maps = torch.stack([torch.exp(-((xx - 0.4 * math.cos(a)) ** 2 + (yy - 0.4 * math.sin(a)) ** 2) / 0.3)
+                        * torch.exp(1j * torch.tensor(a)) for a in angles])
+    return fft2c((maps * obj).to(torch.complex64))
+
+
+def test_units_are_invariant_to_a_central_kspace_window_and_to_the_matrix():
+    model = AKDiffusionModel(TINY)
+    assert model.config.kspace_scaling == "peak" and model.config.frequency_units == "fov"
+    k256 = _smooth_object(256)
+    window = k256[:, 64:192, 64:192]  # a lower resolution of the same field of view
+    s_full, s_win = model.kspace_scale(k256), model.kspace_scale(window)
+    assert s_full.shape == (1, 1, 1, 1) and torch.equal(s_full, s_win)  # same peak -> same scale
+    z = k256 * s_full
+    assert float(z.abs().max()) == pytest.approx(model.config.kspace_peak, rel=1e-6)
+    # the measured samples only: an undersampled slice (centre measured) has the fully sampled slice's scale
+    mask = make_mask("uniform1d", (256, 256), 6).mask
+    assert torch.allclose(model.kspace_scale(k256 * mask, mask), s_full, rtol=1e-6)
+    # the same object on a 128 matrix (same FOV): its k-space in model units is the central window of the 256's
+    k128 = _smooth_object(128)
+    z128, z256 = k128 * model.kspace_scale(k128), z
+    err = (z256[..., 64:192, 64:192] - z128[0]).abs().max() / z128.abs().max()
+    assert float(err) < 1e-3
+    # the earlier units (reference_size / sqrt(HW)) double the values of a central window of half the size
+    legacy = AKDiffusionModel({**TINY, "kspace_scaling": "size", "frequency_units": "pixel"})
+    assert float(legacy.kspace_scale(window) / legacy.kspace_scale(k256)) == pytest.approx(2.0)
+    # batches: one scale per slice
+    both = torch.stack([k256, 3 * k256])
+    s = model.kspace_scale(both)
+    assert s.shape == (2, 1, 1, 1) and float(s[0] / s[1]) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_noise_floor_rule_recovers_an_injected_noise_std():
+    from mrrecon.methods.akdiff.recipe import measure_training_noise_floor
+    from mrrecon.methods.akdiff.units import measure_noise_floor, robust_noise_std
+
+    g = torch.Generator().manual_seed(0)
+    clean = _smooth_object(128, coils=4)
+    sigma = 0.002 * float(clean.abs().max())
+    slices = [clean * (1 + 0.2 * i) + sigma * complex_noise(clean.shape, generator=g) for i in range(5)]
+    est = robust_noise_std(torch.stack(slices))
+    assert est.shape == (5,) and torch.allclose(est, torch.full((5,), sigma, dtype=torch.float64), rtol=0.05)
+    model = AKDiffusionModel(TINY)
+    # in model units: sigma * scale of each slice (the scale changes with the slice's peak), median over slices
+    expected = float(torch.tensor([sigma * float(model.kspace_scale(k)) for k in slices]).median())
+    floor = measure_noise_floor(slices, model.kspace_scale)
+    assert floor == pytest.approx(expected, rel=0.05)
+    assert measure_training_noise_floor(TINY, slices) == floor
+    # the rule: sigma_0 = factor * noise_floor, stored in the config (the model carries its own SDE)
+    rule = {**TINY, "sigma_min_rule": "noise_floor", "sigma_min_noise_factor": 1.5}
+    with pytest.raises(ConfigError, match="noise_floor"):
+        AKDiffusionModel(rule)
+    m = AKDiffusionModel({**rule, "noise_floor": floor})
+    assert m.sde.sigma_min == pytest.approx(1.5 * floor) and m.config_dict()["noise_floor"] == floor
+    assert AKDiffusionModel({**TINY, "sigma_min": 0.02}).sde.sigma_min == 0.02  # absolute (paper: 0.01)
+    # zero-padded k-space (exact zeros in the corners) is left out of the measurement
+    padded = slices[0].clone()
+    padded[..., :, :20] = 0
+    assert float(robust_noise_std(padded)[0]) == pytest.approx(sigma, rel=0.1)
+
+
+def test_akdiff_recipe_measures_the_noise_floor_at_setup(tmp_path):
+    from mrrecon.core.pretrained import from_pretrained
+    from mrrecon.data.sample import Sample
+    from mrrecon.methods.akdiff.recipe import AKDiffusionRecipe, measure_training_noise_floor
+    from mrrecon.train.config import config_from_values
+    from mrrecon.train.recipe import RecipeEnv
+
+    g = torch.Generator().manual_seed(1)
+    clean = _smooth_object(32, coils=3)
+    slices = [clean * (1 + 0.1 * i) + 0.01 * float(clean.abs().max()) * complex_noise(clean.shape, generator=g)
+              for i in range(4)]
+    train_set = [Sample(kspace=k, mask=torch.ones(1, 1, 32, dtype=torch.bool)) for k in slices]
+    params = {**TINY, "sigma_min_rule": "noise_floor"}
+    cfg = config_from_values({"name": "t", "model": {"type": "akdiff", "params": params},
+                              "recipe": {"name": "akdiff", "params": {}}})
+    recipe = AKDiffusionRecipe(cfg)
+    recipe.setup(RecipeEnv(device=torch.device("cpu"), train_set=train_set, seed=0))
+    model = recipe.build_model()
+    assert model.config.noise_floor == measure_training_noise_floor(params, slices) > 0
+    model.save_pretrained(tmp_path / "m")
+    assert from_pretrained(tmp_path / "m").sde.sigma_min == model.sde.sigma_min  # self-contained
+    # a noise floor given in the config is used as it is
+    cfg2 = config_from_values({"name": "t", "model": {"type": "akdiff", "params": {**params, "noise_floor": 0.5}},
+                               "recipe": {"name": "akdiff", "params": {}}})
+    r2 = AKDiffusionRecipe(cfg2)
+    r2.setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0))
+    assert r2.build_model().sde.sigma_min == 0.5
+
+
+def test_legacy_configs_read_with_the_earlier_units():
+    old = {**TINY, "sigma_min": 0.01, "lowpass_std": 0.05, "reference_size": 128, "kspace_weight_f0": 1 / 64}
+    m = AKDiffusionModel.from_config(old)  # a config.json written before the units options
+    assert m.config.kspace_scaling == "size" and m.config.frequency_units == "pixel"
+    assert AKDiffusionModel(old).config.frequency_units == "pixel"
+    new = AKDiffusionModel(TINY).config
+    assert (new.kspace_scaling, new.frequency_units, new.lowpass_std, new.kspace_weight_f0) == ("peak", "fov", 5.0,
+                                                                                                2.0)
+    assert AKDiffusionModel({**TINY, "frequency_units": "pixel"}).config.lowpass_std == 0.05
+
+
+def test_training_loss_does_not_depend_on_the_data_scale():
+    from mrrecon.data.sample import Batch
+
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "train_subspace": "sos"})
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    k, _ = _phantom(32, 32, 4)
+    full = torch.ones(1, 1, 1, 32, dtype=torch.bool)
+    losses = []
+    for factor in (1.0, 37.0):
+        torch.manual_seed(3)
+        with torch.no_grad():
+            losses.append(float(model.training_loss(Batch(kspace=factor * k[None], mask=full))["loss"]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -156,7 +311,7 @@ def test_network_is_residual_and_shares_weights_across_coils():
     torch.manual_seed(0)
     model = AKDiffusionModel(TINY).eval()
     k, _ = _phantom(16, 16, 3)
-    z = k[None] * model.kspace_units((16, 16))
+    z = k[None] * model.kspace_scale(k)
     t = torch.tensor([0.4])
     assert torch.equal(model(z, t), z)  # fresh network: r_theta = 0 (zero-initialised output), h = z (eq. 10)
     for p in model.parameters():  # give r_theta something to say
@@ -173,7 +328,7 @@ def test_score_matching_loss_is_zero_for_the_exact_h():
     torch.manual_seed(0)
     model = AKDiffusionModel(TINY)
     k, maps = _phantom(16, 16, 3)
-    z0 = k[None] * model.kspace_units((16, 16))
+    z0 = k[None] * model.kspace_scale(k)
     sub = MapsSubspace(maps[None])
     t = torch.tensor([0.5])
     exact = model.score_matching_loss(z0, sub, t=t, h_fn=lambda z, tt: z0)
@@ -267,8 +422,8 @@ class _OracleModel:
         self.sde = AKDiffusionSDE()
         self.k_full = k_full
 
-    def kspace_units(self, shape):
-        return 1.0
+    def kspace_scale(self, kspace, mask=None):
+        return torch.ones(1, 1, 1, 1)
 
     def __call__(self, z, t):
         return self.k_full[None].to(z.dtype)

@@ -162,6 +162,11 @@ TINY_VARNET = {"num_cascades": 2, "chans": 4, "pools": 2, "sens_chans": 2, "sens
 TINY_SSDM = {"width": 2, "emb_dim": 8, "sampling_steps": 2}  # the default stage samples 2 DDIM steps
 TINY_IMA = {"stages": 2, "channels": 4, "ref_channels": 2, "attn_channels": 2}
 TINY_AKDIFF = {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_levels": [1]}
+# AK-Diffusion's units and frequencies before Issue 19 (k-space * reference_size / sqrt(HW), G_t and w(k) in
+# cycles/pixel, sigma_0 = 0.01): the legacy variants below reproduce the pins of 2ca2665 exactly.
+TINY_AKDIFF_LEGACY = {"kspace_scaling": "size", "reference_size": 128, "frequency_units": "pixel",
+                      "lowpass_std": 0.05, "kspace_weight_f0": 1.0 / 64, "sigma_min_rule": "absolute",
+                      "sigma_min": 0.01}
 TINY_SWIN = {"embed_dim": 8, "depths": [2], "heads": [2], "window": 4, "mlp_ratio": 2.0}
 TINY_VAE = {"block_out_channels": [8, 8], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
             "image_channels": 1, "scaling_factor": 1.0, "sample_size": 16}
@@ -193,10 +198,11 @@ def _ima(flags: dict) -> Callable[[Path], None]:
     return write
 
 
-def _akdiff(train_subspace: str) -> Callable[[Path], None]:
+def _akdiff(train_subspace: str, legacy: bool = False) -> Callable[[Path], None]:
     def write(folder: Path) -> None:
         torch.manual_seed(SEED)
-        _save(_randomise(AKDiffusionModel({**TINY_AKDIFF, "train_subspace": train_subspace}), 0.01), folder)
+        extra = TINY_AKDIFF_LEGACY if legacy else {}
+        _save(_randomise(AKDiffusionModel({**TINY_AKDIFF, **extra, "train_subspace": train_subspace}), 0.01), folder)
     return write
 
 
@@ -247,6 +253,9 @@ BOTH, SINGLE, MULTI = ("single", "multi"), ("single",), ("multi",)
 # with 4 DC steps (steps=5) and a 4-level VAE, i.e. to the tolerance.
 LDPM_STEPS = "steps=2:stage_boundary=600"
 AKDIFF_STEPS = "steps=4"
+# The legacy AK-Diffusion variants need keys of their own: ":corrector_steps=1" is the default M = 1 spelled out
+# (no change of behaviour), their tiny checkpoints use TINY_AKDIFF_LEGACY.
+AKDIFF_LEGACY_STEPS = "steps=4:corrector_steps=1"
 
 
 def tiny_methods() -> list[TinyMethod]:
@@ -278,6 +287,9 @@ def tiny_methods() -> list[TinyMethod]:
         TinyMethod(f"akdiff:{AKDIFF_STEPS}", MULTI, _akdiff("espirit")),
         TinyMethod(f"akdiff-no-sscoil:{AKDIFF_STEPS}", MULTI, _akdiff("identity")),
         TinyMethod(f"akdiff-no-slr:{AKDIFF_STEPS}", MULTI, _akdiff("espirit")),
+        TinyMethod(f"akdiff:{AKDIFF_LEGACY_STEPS}", MULTI, _akdiff("espirit", legacy=True)),
+        TinyMethod(f"akdiff-no-sscoil:{AKDIFF_LEGACY_STEPS}", MULTI, _akdiff("identity", legacy=True)),
+        TinyMethod(f"akdiff-no-slr:{AKDIFF_LEGACY_STEPS}", MULTI, _akdiff("espirit", legacy=True)),
     ]
 
 

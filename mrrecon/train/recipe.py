@@ -50,6 +50,7 @@ __all__ = ["BatchInfo", "Player", "Recipe", "RecipeEnv", "available_recipes", "f
 # The recipes, found by name; the built-in ones are imported on first use.
 RECIPES: Registry[type[Recipe]] = Registry("recipe", {
     "ssdm-distill": "mrrecon.methods.ssdm.distill",
+    "akdiff": "mrrecon.methods.akdiff.recipe",
     "ldpm-sketcher": "mrrecon.methods.ldpm.recipes",
     "ldpm-vae": "mrrecon.methods.ldpm.recipes",
     "ldpm-denoiser": "mrrecon.methods.ldpm.recipes",

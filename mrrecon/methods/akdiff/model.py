@@ -4,14 +4,24 @@ Network boundary (Sec. IV.B): complex multi-coil k-space (B, C, H, W) -> real/im
 permuted into the batch dimension: (B * C, 2, H, W), so the convolution weights are shared by every coil. The
 NCSN++-style network (:class:`mrrecon.nn.ncsnpp.NCSNpp`) is conditioned on log sigma(t).
 
-Choices the paper leaves open (docs/akdiff.md gives the reasons):
+Choices the paper leaves open (docs/akdiff.md gives the reasons and the measurements):
 
-* k-space units: the SDE works on ``z * reference_size / sqrt(H W)`` (``kspace_units``), so that the k-space
-  values of the same image have the same size on the training crops and on the full matrix (orthonormal
-  FFT: the DC sample grows with sqrt(H W));
+* k-space units (``kspace_scaling``): the SDE works on ``z * scale`` with scale from
+  :func:`mrrecon.methods.akdiff.units.kspace_scale` (``kspace_scale``, the one helper of the loss and the
+  sampler): ``peak`` (default) divides each slice by its largest measured k-space magnitude (over coils) and
+  multiplies by ``kspace_peak`` (the same number at training and at reconstruction, for any k-space window or
+  matrix of the same field of view); ``size`` (earlier) multiplies by ``reference_size / sqrt(H W)``;
+* frequencies (``frequency_units``) of G_t (eq. 7) and of the input weight w(k): ``fov`` (default; cycles per
+  field of view = sample index, ``lowpass_std`` and ``kspace_weight_f0`` in samples) or ``pixel`` (earlier;
+  cycles per pixel). ``None`` for either width takes the units' default (:data:`DEFAULT_WIDTHS`);
+* sigma_0 (``sigma_min_rule``): ``absolute`` (``sigma_min``, paper 0.01) or ``noise_floor``:
+  ``sigma_min_noise_factor * noise_floor``, with ``noise_floor`` the training data's k-space noise std in model
+  units, measured once from the fully sampled training slices (:func:`~mrrecon.methods.akdiff.units.
+  measure_noise_floor`; the ``akdiff`` recipe measures it at setup) and stored in the config, so a saved model
+  carries its own SDE;
 * preconditioning inside r_theta (as EDM's c_in / c_out): the network sees ``c_in(t) w(k) z`` with a radial
-  k-space weight w(k) = sqrt(1 + |f / f0|^2) (f in cycles/pixel; the weighted k-space of WKGM [28], which the
-  paper cites; ``kspace_weight_f0 = 0`` switches it off) and c_in = 1 / sqrt(1 + sigma(t)^2), and
+  k-space weight w(k) = sqrt(1 + |f / f0|^2) (f in ``frequency_units``; the weighted k-space of WKGM [28], which
+  the paper cites; ``kspace_weight_f0 = 0`` switches it off) and c_in = 1 / sqrt(1 + sigma(t)^2), and
   r = sigma(t) * out: the residual E[z(0) | z(t)] - z(t) is of the size of the noise, sigma(t), at every
   frequency the loss sees, so the network's output is of unit size;
 * lambda(t) in eq. 11: 1 / sigma(t)^2 (``loss_weighting: inverse_sigma2``, default), which gives every t the
@@ -22,7 +32,6 @@ Choices the paper leaves open (docs/akdiff.md gives the reasons):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -32,15 +41,25 @@ from mrrecon.core.pretrained import PretrainedModel
 from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.akdiff.coil_subspace import CoilSubspace, IdentitySubspace, MapsSubspace
-from mrrecon.methods.akdiff.sde import AKDiffusionSDE
+from mrrecon.methods.akdiff.sde import FREQUENCY_UNITS, AKDiffusionSDE
+from mrrecon.methods.akdiff.units import KSPACE_SCALINGS, kspace_scale
 from mrrecon.nn.ncsnpp import NCSNpp
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.coils import espirit_maps, sos_maps
 from mrrecon.physics.fft import ifft2c
 
-__all__ = ["AKDiffusionConfig", "AKDiffusionModel", "batch_channels_to_coils", "coils_to_batch_channels"]
+__all__ = ["DEFAULT_WIDTHS", "LEGACY_UNITS", "AKDiffusionConfig", "AKDiffusionModel", "batch_channels_to_coils",
+           "coils_to_batch_channels"]
 
 TRAIN_SUBSPACES = ("espirit", "sos", "identity")
+SIGMA_MIN_RULES = ("absolute", "noise_floor")
+# (lowpass_std, kspace_weight_f0) when not given. fov: in samples (cycles per FOV); G_T keeps about the ACS of a
+# uniform 6x mask at the 128 x 128 training matrix (10 lines, -5..4), and the weight's knee is 1/64 cycles/pixel
+# at 128. pixel: in cycles/pixel, the earlier defaults.
+DEFAULT_WIDTHS = {"fov": (5.0, 2.0), "pixel": (0.05, 1.0 / 64)}
+# The units and frequencies before Issue 19; a config.json without ``kspace_scaling`` (written before the option
+# existed) but with ``reference_size`` is read with these.
+LEGACY_UNITS = {"kspace_scaling": "size", "frequency_units": "pixel"}
 
 
 @dataclass
@@ -54,11 +73,17 @@ class AKDiffusionConfig:
     dropout: float = 0.0
     fourier_scale: float = 16.0
     progressive_input: str = "residual"
-    sigma_min: float = 0.01  # sigma_0 (paper)
+    sigma_min: float = 0.01  # sigma_0 (paper) when sigma_min_rule is absolute
     sigma_max: float = 1.0  # sigma_N (paper; Table IV: 0.25, 0.5, 1)
-    lowpass_std: float = 0.05  # G_T: Gaussian of this std in cycles/pixel
-    reference_size: int = 128  # k-space units: z * reference_size / sqrt(H W)
-    kspace_weight_f0: float = 1.0 / 64  # radial input weight knee (cycles/pixel); 0 = no weight
+    sigma_min_rule: str = "absolute"  # absolute: sigma_min | noise_floor: sigma_min_noise_factor * noise_floor
+    sigma_min_noise_factor: float = 1.0
+    noise_floor: float | None = None  # measured k-space noise std of the training data, model units
+    frequency_units: str = "fov"  # fov: cycles per field of view (sample index) | pixel: cycles per pixel
+    lowpass_std: float | None = None  # G_T: Gaussian of this std (frequency_units); None: DEFAULT_WIDTHS
+    kspace_weight_f0: float | None = None  # radial input weight knee (frequency_units); 0 = no weight
+    kspace_scaling: str = "peak"  # k-space units: peak (kspace_peak / max |z|) | size (reference_size/sqrt(HW))
+    kspace_peak: float = 5.5  # c: the k-space peak in model units (peak scaling)
+    reference_size: int = 128  # size scaling: z * reference_size / sqrt(H W)
     train_subspace: str = "espirit"  # Sbar Sbar^* in training: espirit | sos | identity (ablation)
     calib_size: int = 24  # ESPIRiT calibration region used in training
     t_eps: float = 1e-3
@@ -69,6 +94,37 @@ class AKDiffusionConfig:
             raise ConfigError(f"loss_weighting must be 'inverse_sigma2' or 'none', got {self.loss_weighting!r}")
         if self.train_subspace not in TRAIN_SUBSPACES:
             raise ConfigError(f"train_subspace must be one of {TRAIN_SUBSPACES}, got {self.train_subspace!r}")
+        if self.frequency_units not in FREQUENCY_UNITS:
+            raise ConfigError(f"frequency_units must be one of {FREQUENCY_UNITS}, got {self.frequency_units!r}")
+        if self.kspace_scaling not in KSPACE_SCALINGS:
+            raise ConfigError(f"kspace_scaling must be one of {KSPACE_SCALINGS}, got {self.kspace_scaling!r}")
+        if self.sigma_min_rule not in SIGMA_MIN_RULES:
+            raise ConfigError(f"sigma_min_rule must be one of {SIGMA_MIN_RULES}, got {self.sigma_min_rule!r}")
+        if not self.kspace_peak > 0 or not self.sigma_min_noise_factor > 0:
+            raise ConfigError("kspace_peak and sigma_min_noise_factor must be > 0")
+        if self.noise_floor is not None and not self.noise_floor > 0:
+            raise ConfigError(f"noise_floor must be > 0 (or null), got {self.noise_floor}")
+        lowpass, f0 = DEFAULT_WIDTHS[self.frequency_units]
+        if self.lowpass_std is None:
+            self.lowpass_std = lowpass
+        if self.kspace_weight_f0 is None:
+            self.kspace_weight_f0 = f0
+
+    @property
+    def sigma_0(self) -> float | None:
+        """sigma_0 of the SDE: ``sigma_min`` (absolute) or ``sigma_min_noise_factor * noise_floor`` (None while
+        the noise floor is not measured yet)."""
+        if self.sigma_min_rule == "absolute":
+            return float(self.sigma_min)
+        return None if self.noise_floor is None else float(self.sigma_min_noise_factor * self.noise_floor)
+
+
+def legacy_config(config):
+    """A config dict written before the units options existed (``reference_size`` but no ``kspace_scaling``)
+    gets the earlier units and frequencies (:data:`LEGACY_UNITS`); anything else is returned unchanged."""
+    if isinstance(config, dict) and "reference_size" in config and "kspace_scaling" not in config:
+        return {**LEGACY_UNITS, **config}
+    return config
 
 
 def coils_to_batch_channels(z: torch.Tensor) -> torch.Tensor:
@@ -90,26 +146,41 @@ class AKDiffusionModel(PretrainedModel):
     config_class = AKDiffusionConfig
 
     def __init__(self, config: AKDiffusionConfig | dict | None = None):
-        super().__init__(config)
+        super().__init__(legacy_config(config))
         c = self.config
-        self.sde = AKDiffusionSDE(c.sigma_min, c.sigma_max, c.lowpass_std)
+        sigma_0 = c.sigma_0
+        if sigma_0 is None:
+            raise ConfigError("sigma_min_rule: noise_floor needs the measured noise_floor: train with the 'akdiff' "
+                              "recipe (measures it at setup) or set model.params.noise_floor (python "
+                              "benchmarks/akdiff.py --group units prints it for a training config)")
+        self.sde = AKDiffusionSDE(sigma_0, c.sigma_max, c.lowpass_std, c.frequency_units)
         self.net = NCSNpp(in_ch=2, out_ch=2, nf=c.nf, ch_mult=tuple(c.ch_mult), num_res_blocks=c.num_res_blocks,
                           attn_levels=tuple(c.attn_levels), dropout=c.dropout, fourier_scale=c.fourier_scale,
                           progressive_input=c.progressive_input)
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(legacy_config(config))
+
     # -- units and preconditioning ----------------------------------------------------------------------
-    def kspace_units(self, shape: tuple[int, int]) -> float:
-        """Factor from the library's k-space (orthonormal fft2c) to the SDE's units on an (H, W) grid."""
-        return self.config.reference_size / math.sqrt(shape[0] * shape[1])
+    def kspace_scale(self, kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 1, 1, 1) factor from the library's k-space (B, C, H, W) (or (C, H, W)) to the SDE's units
+        (:func:`mrrecon.methods.akdiff.units.kspace_scale`; ``mask``: the measured samples). The training loss
+        and the PC sampler both use it."""
+        c = self.config
+        return kspace_scale(kspace, mask, scaling=c.kspace_scaling, kspace_peak=c.kspace_peak,
+                            reference_size=c.reference_size)
 
     def kspace_weight(self, shape: tuple[int, int], device=None) -> torch.Tensor:
-        """w(k) = sqrt(1 + |f / f0|^2), (H, W) float32 (ones when f0 = 0)."""
+        """w(k) = sqrt(1 + |f / f0|^2), (H, W) float32 (ones when f0 = 0); f and f0 in ``frequency_units``."""
         h, w = shape
         f0 = self.config.kspace_weight_f0
         if f0 <= 0:
             return torch.ones(h, w, device=device)
-        fy = (torch.arange(h, device=device, dtype=torch.float32) - h // 2) / h
-        fx = (torch.arange(w, device=device, dtype=torch.float32) - w // 2) / w
+        fy = torch.arange(h, device=device, dtype=torch.float32) - h // 2
+        fx = torch.arange(w, device=device, dtype=torch.float32) - w // 2
+        if self.config.frequency_units == "pixel":
+            fy, fx = fy / h, fx / w
         return torch.sqrt(1 + (fy[:, None] ** 2 + fx[None, :] ** 2) / f0 ** 2)
 
     # -- h_theta -------------------------------------------------------------------------------------------
@@ -169,7 +240,8 @@ class AKDiffusionModel(PretrainedModel):
                             "[1] (every sample measured) in the training config")
         if batch.kspace.shape[1] < 2 and self.config.train_subspace != "identity":
             raise DataError("AK-Diffusion's coil subspace needs multi-coil k-space")
-        z0 = batch.kspace.to(torch.complex64) * self.kspace_units(tuple(batch.kspace.shape[-2:]))
+        k = batch.kspace.to(torch.complex64)
+        z0 = k * self.kspace_scale(k, m)
         subspace = self.training_subspace(z0)
         return {"loss": self.score_matching_loss(z0, subspace)}
 

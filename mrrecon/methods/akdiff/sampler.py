@@ -1,6 +1,8 @@
 """Predictor-corrector sampling of the reverse AK-Diffusion (Algorithm 1) with the PI correction of line 6.
 
-For one slice y (C, H, W) (zeros where not measured) and its mask, in the model's k-space units:
+For one slice y (C, H, W) (zeros where not measured) and its mask, in the model's k-space units
+(:meth:`PCSampler.reconstruct_kspace` converts with ``model.kspace_scale``, the helper the training loss uses,
+computed from the measured samples only, and converts the result back):
 
     2:  z_N ~ N(G_N (.) y, sigma_N^2 Sbar Sbar^*)
     3:  for i = N-1 .. 0
@@ -156,8 +158,11 @@ class PCSampler:
         return z[0] if squeeze else z
 
     def reconstruct_kspace(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Undersampled k-space (C, H, W) in the library's units -> the sampled full k-space z_0, same units."""
-        units = self.model.kspace_units(tuple(kspace.shape[-2:]))
+        """Undersampled k-space (C, H, W) in the library's units -> the sampled full k-space z_0, same units.
+
+        The model's units (``model.kspace_scale``: the same helper as in training, from the measured samples
+        only) are applied before Algorithm 1 and undone after it."""
+        units = float(self.model.kspace_scale(kspace, mask).reshape(-1)[0])
         return self.sample(kspace * units, mask) / units
 
     def reconstruct_image(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

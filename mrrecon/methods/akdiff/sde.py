@@ -11,14 +11,25 @@ so that (perturbation kernel, Sec. III.B.3)
 
 where S S^* is ``Sbar Sbar^*`` (``mrrecon.methods.akdiff.coil_subspace``) and ``G_t`` (here
 :meth:`AKDiffusionSDE.attenuation`) is the Fourier transform of a Gaussian blur of the image whose width grows
-with t (eq. 7):
+with t (eq. 7). ``G_0`` is exactly the identity; ``G_T`` is a Gaussian of standard deviation ``lowpass_std``:
+only the low frequencies (the ACS region) survive. Two frequency units (``frequency_units``):
 
-    G_t(k) = exp(-2 pi^2 b(t)^2 |k / n|^2),   b(t) = b_T * t  (blur standard deviation in image pixels),
+* ``fov`` (default): frequencies in cycles per field of view, i.e. the centred k-space sample index
+  k = index - n // 2 along each axis, and ``lowpass_std`` in samples:
 
-with k / n the frequency in cycles per pixel along each axis (k the centred sample index, n the grid size).
-``G_0`` is exactly the identity; ``G_T`` is a Gaussian of standard deviation ``lowpass_std`` cycles/pixel
-(``b_T = 1 / (2 pi lowpass_std)``): only the low frequencies (the ACS region) survive. The width in image
-pixels makes the process the same on any grid size (a crop used for training and the full matrix at test).
+      G_t(k) = exp(-t^2 |k|^2 / (2 lowpass_std^2)).
+
+  The central window of a larger matrix with the same field of view is then the same process restricted to
+  that window (G_t on a 256 grid, cut to its central 128 x 128, equals G_t on the 128 grid), so a network
+  trained on full-FOV 128 x 128 slices sees the same local k-space in the centre of a 256 x 256 matrix;
+  the blur is the same in millimetres, n t / (2 pi lowpass_std) image pixels on an n-pixel axis.
+* ``pixel`` (the earlier definition): frequencies in cycles per pixel (k / n), ``lowpass_std`` in
+  cycles/pixel,
+
+      G_t(k) = exp(-2 pi^2 b(t)^2 |k / n|^2),   b(t) = b_T * t  (blur standard deviation in image pixels),
+
+  with ``b_T = 1 / (2 pi lowpass_std)``: the same blur in image pixels on any grid (an image crop and the
+  full matrix), but a wider k-space window (in samples) on a larger matrix.
 
 Noise levels: geometric, sigma(t) = sigma_0 (sigma_N / sigma_0)^t, t in [0, 1] (paper: sigma_0 = 0.01,
 sigma_N = 1); Algorithm 1 uses sigma_i = sigma(i / N), G_i = G_{i/N}, i = 0..N.
@@ -35,7 +46,9 @@ import torch
 
 from mrrecon.errors import ConfigError
 
-__all__ = ["AKDiffusionSDE", "complex_noise"]
+__all__ = ["FREQUENCY_UNITS", "AKDiffusionSDE", "complex_noise"]
+
+FREQUENCY_UNITS = ("fov", "pixel")
 
 
 def complex_noise(shape, *, generator: torch.Generator | None = None, device=None,
@@ -48,22 +61,26 @@ def complex_noise(shape, *, generator: torch.Generator | None = None, device=Non
 
 @dataclass(frozen=True)
 class AKDiffusionSDE:
-    """Schedules of eq. 8: blur width b(t) (through ``lowpass_std``) and noise level sigma(t)."""
+    """Schedules of eq. 8: the width of G_t (through ``lowpass_std``, in ``frequency_units``) and sigma(t)."""
 
     sigma_min: float = 0.01  # sigma_0
     sigma_max: float = 1.0  # sigma_N
-    lowpass_std: float = 0.05  # std of G_T in cycles/pixel
+    lowpass_std: float = 5.0  # std of G_T: k-space samples (fov) or cycles/pixel (pixel)
+    frequency_units: str = "fov"  # fov: cycles per field of view (sample index) | pixel: cycles per pixel
 
     def __post_init__(self):
         if not 0 < self.sigma_min < self.sigma_max:
             raise ConfigError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.frequency_units not in FREQUENCY_UNITS:
+            raise ConfigError(f"frequency_units must be one of {FREQUENCY_UNITS}, got {self.frequency_units!r}")
         if not 0 < self.lowpass_std:
-            raise ConfigError(f"lowpass_std must be > 0 (cycles/pixel), got {self.lowpass_std}")
+            raise ConfigError(f"lowpass_std must be > 0, got {self.lowpass_std}")
 
     # -- schedules ------------------------------------------------------------------------------------
     @property
     def blur_max(self) -> float:
-        """b_T: blur standard deviation (image pixels) at t = 1."""
+        """b_T: blur standard deviation at t = 1, in image pixels (``pixel``) or in field-of-view widths
+        (``fov``: 1 / (2 pi lowpass_std); times n for image pixels on an n-pixel axis)."""
         return 1.0 / (2 * math.pi * self.lowpass_std)
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
@@ -76,15 +93,22 @@ class AKDiffusionSDE:
         return (self.sigma(t) ** 2 - self.sigma_min ** 2).clamp_min(0).sqrt()
 
     def blur(self, t: torch.Tensor) -> torch.Tensor:
-        """b(t) = b_T t, blur standard deviation in image pixels (0 at t = 0)."""
+        """b(t) = b_T t, blur standard deviation (units of :attr:`blur_max`; 0 at t = 0)."""
         return torch.as_tensor(t, dtype=torch.float64) * self.blur_max
 
     def attenuation(self, t: torch.Tensor, shape: tuple[int, int], device=None) -> torch.Tensor:
         """G_t on an (H, W) centred k-space grid: (B, 1, H, W) float32 for t of shape (B,) (eq. 7).
 
-        G_t(k) = exp(-2 pi^2 b(t)^2 ((ky / H)^2 + (kx / W)^2)), k = index - n // 2 (the DC sample of fft2c)."""
+        k = index - n // 2 (the DC sample of fft2c). fov: G_t(k) = exp(-t^2 (ky^2 + kx^2) / (2 lowpass_std^2));
+        pixel: G_t(k) = exp(-2 pi^2 b(t)^2 ((ky / H)^2 + (kx / W)^2))."""
         t = torch.as_tensor(t, dtype=torch.float64, device=device).reshape(-1)
         h, w = int(shape[0]), int(shape[1])
+        if self.frequency_units == "fov":
+            ky = torch.arange(h, dtype=torch.float64, device=device) - h // 2
+            kx = torch.arange(w, dtype=torch.float64, device=device) - w // 2
+            k2 = ky[:, None] ** 2 + kx[None, :] ** 2  # (H, W) squared sample index, (cycles / FOV)^2
+            a = (t / self.lowpass_std) ** 2 / 2  # (B,)
+            return torch.exp(-a[:, None, None] * k2[None]).unsqueeze(1).to(torch.float32)
         fy = (torch.arange(h, dtype=torch.float64, device=device) - h // 2) / h
         fx = (torch.arange(w, dtype=torch.float64, device=device) - w // 2) / w
         f2 = fy[:, None] ** 2 + fx[None, :] ** 2  # (H, W) squared frequency, cycles/pixel
