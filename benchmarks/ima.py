@@ -10,21 +10,25 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
     ``<subj>-T1_{T2,REF}.h5`` (symbolic links), so one model learns T2 with a PD, FLAIR *or* T1 reference
     (``data.reference_contrast: REF`` in configs/ima-small.yaml).
 
-``train --variant ima|ima-no-csca|ima-no-dcm|ima-single [--stages T] [--steps N] [--out DIR] [--ship]
-[--init-from DIR] [--lr LR]``
-    ``mrrecon train configs/ima-small.yaml`` with the variant's flags (and stage count / step budget, warm start,
-    peak learning rate) set by ``--set`` overrides; ``--ship`` copies ``final/`` to ``weights/<variant>-small``.
+``train --variant ima|ima-no-csca|ima-no-dcm|ima-single [--seed S] [--stages T] [--steps N] [--out DIR] [--ship]
+[--init-from DIR] [--lr LR] [--resume]``
+    ``mrrecon train configs/ima-small.yaml`` with the variant's flags (and seed, stage count / step budget, warm
+    start, peak learning rate) set by ``--set`` overrides; ``--resume`` continues an interrupted run in ``--out``;
+    ``--ship`` copies ``final/`` to ``weights/<variant>-small``. The retraining plan of issue 22 (four variants x
+    two seeds, 15,000 steps each) is in docs/ima.md.
 
 ``sweep [--stages 6,8,10,12,14] [--steps 100] [--init-from runs/ima-small/final] [--lr 1e-3]``
     One short training per stage count (same budget each) into ``runs/ima-sweep/ima-t<T>``, warm-started from
     the trained 12-stage model (``model.init_from``: stages 1..min(T, 12), embeddings and decoder copied;
     stages 13-14 of T = 14 start from their initialisation), lr 1e-3 cosine.
 
-``evaluate [--which sim|cdlmri|sweep|kernels|all]``
+``evaluate [--which sim|cdlmri|sweep|kernels|retrain|all]``
     ``mrrecon benchmark`` (its Python API) on the held-out pairs and the CDLMRI T1/T2 brains of ../shared/data;
     writes ``benchmarks/results/ima*.json`` (summary rows + parameters / GMACs per method, and the paired
     per-volume PSNR differences against ``ima``). ``kernels`` compares the three DCM kernels of Fig. 4 (Table 2b):
-    the shipped ima-small (kernel 1) against ``runs/ima-3000/ima-kernel{2,3}/final``.
+    the shipped ima-small (kernel 1) against ``runs/ima-3000/ima-kernel{2,3}/final``. ``retrain`` (not in
+    ``all``) compares the retrained variants ``runs/ima-retrain/<variant>-s<seed>/final`` (both seeds, paired
+    against ``ima`` seed 0; the ``ima`` seed-1 row is the run-to-run noise) into ``ima_retrain.json``.
 
 ``cards``
     Appends the held-out tables to ``weights/<variant>-small/README.md``.
@@ -34,8 +38,9 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
     projected time of each config's step budget (``benchmarks/results/ima_step_time.json``).
 
 ``dcm``
-    The known fraction n_1/N of the DCM mask at each of the 12 stages for the evaluation masks (256 x 256, seed 0)
-    and the three kernels, into ``benchmarks/results/ima_dcm_schedule.json``.
+    The share of k-space that DCM holds at each of the 12 stages (``mrrecon.methods.ima.diagnostics``: frozen,
+    weighted, held) for the evaluation masks (256 x 256, seed 0), the three kernels and both readings of eq. 18
+    (literal, weighted at its initial hold weight), into ``benchmarks/results/ima_dcm_schedule.json``.
 """
 
 from __future__ import annotations
@@ -56,8 +61,11 @@ VARIANT_FLAGS = {
     "ima": [],
     "ima-no-csca": ["model.params.csca=false"],
     "ima-no-dcm": ["model.params.dcm=false"],
-    "ima-single": ["model.params.use_reference=false"],
+    # the reference is never read: its augmentation would only cost time
+    "ima-single": ["model.params.use_reference=false", "data.reference_augment=null"],
 }
+RETRAIN = REPO / "runs" / "ima-retrain"  # issue 22: <variant>-s<seed>, 15,000 steps each (docs/ima.md)
+RETRAIN_SEEDS = (0, 1)
 
 
 def prepare() -> None:
@@ -86,9 +94,11 @@ def prepare() -> None:
 
 
 def train(variant: str, stages: int | None, steps: int | None, out: str | None, ship: bool,
-          extra: list[str] | None = None, threads: int = 1) -> Path:
+          extra: list[str] | None = None, threads: int = 1, seed: int | None = None, resume: bool = False) -> Path:
     sets = [f"name={Path(out).name if out else variant + '-small'}", *VARIANT_FLAGS[variant], *(extra or []),
             f"train.threads={threads}"]
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
     if stages is not None:
         sets.append(f"model.params.stages={stages}")
     if steps is not None:
@@ -97,6 +107,8 @@ def train(variant: str, stages: int | None, steps: int | None, out: str | None, 
     cmd = [sys.executable, "-m", "mrrecon.train", "configs/ima-small.yaml", "--out", out_dir]
     for s in sets:
         cmd += ["--set", s]
+    if resume:
+        cmd.append("--resume")
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads),
                                                  "MKL_NUM_THREADS": str(threads)})
@@ -110,12 +122,25 @@ def train(variant: str, stages: int | None, steps: int | None, out: str | None, 
     return final
 
 
+def dcm_mode_of(checkpoint: str) -> str:
+    """The reading of eq. 18 that a trained IMA folder was trained with (checkpoints written before ``dcm_mode``
+    existed: literal), so that a warm start continues it."""
+    from mrrecon.core.pretrained import read_pretrained_config, resolve_pretrained
+    from mrrecon.methods.ima.model import IMAModel
+
+    info = read_pretrained_config(resolve_pretrained(checkpoint))
+    return IMAModel.from_config(info.get("config") or {}).config.dcm_mode
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prepare")
     t = sub.add_parser("train")
     t.add_argument("--variant", choices=sorted(VARIANT_FLAGS), default="ima")
+    t.add_argument("--seed", type=int, default=None, help="train.seed: initialisation, data order, masks, "
+                                                          "augmentations (default: the config's, 0)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     t.add_argument("--stages", type=int, default=None)
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--out", default=None)
@@ -140,12 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "prepare":
         prepare()
     elif args.cmd == "train":
-        extra = ([f"model.init_from={args.init_from}"] if args.init_from else []) + (
-            [f"optim.lr={args.lr}"] if args.lr is not None else []) + args.sets
-        train(args.variant, args.stages, args.steps, args.out, args.ship, extra=extra, threads=args.threads)
+        # a warm start continues its checkpoint's reading of eq. 18 unless --set says otherwise (later wins)
+        extra = ([f"model.init_from={args.init_from}", f"model.params.dcm_mode={dcm_mode_of(args.init_from)}"]
+                 if args.init_from else []) + ([f"optim.lr={args.lr}"] if args.lr is not None else []) + args.sets
+        train(args.variant, args.stages, args.steps, args.out, args.ship, extra=extra, threads=args.threads,
+              seed=args.seed, resume=args.resume)
     elif args.cmd == "sweep":
         for t_ in (int(v) for v in args.stages.split(",")):
-            extra = [f"optim.lr={args.lr}"] + ([f"model.init_from={args.init_from}"] if args.init_from else [])
+            extra = [f"optim.lr={args.lr}"] + ([f"model.init_from={args.init_from}",
+                                                f"model.params.dcm_mode={dcm_mode_of(args.init_from)}"]
+                                               if args.init_from else [])
             train("ima", t_, args.steps, f"runs/ima-sweep/ima-t{t_}", ship=False, extra=extra, threads=args.threads)
     elif args.cmd == "evaluate":
         evaluate(args.which)
@@ -266,11 +295,39 @@ def _cdlmri_t1(shared: Path) -> list[str]:
     return [str(folder), f"{folder / 'T2_FLAIR_T1pre_T1post.mat'}::key=T2,reference_key=T1_pre"]
 
 
+def retrain_methods() -> list[str]:
+    """The retrained variants that exist, as method specs: ``<variant>:weights=runs/ima-retrain/<variant>-s<seed>/
+    final``, ``ima`` seed 0 first (the paired reference)."""
+    specs = []
+    for variant in ("ima", "ima-single", "ima-no-dcm", "ima-no-csca"):
+        for seed in RETRAIN_SEEDS:
+            final = RETRAIN / f"{variant}-s{seed}" / "final"
+            if (final / "config.json").is_file():
+                specs.append(f"{variant}:weights={final.relative_to(REPO)}")
+    return specs
+
+
 def evaluate(which: str) -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     test = str(SIM / "test")
     shared = shared_data()
     todo = {"sim", "cdlmri", "sweep", "kernels"} if which == "all" else set(which.split(","))
+    if "retrain" in todo:  # issue 22: four variants x two seeds, paired against ima seed 0
+        methods = retrain_methods()
+        if not methods or not methods[0].startswith("ima:"):
+            raise SystemExit(f"no retrained ima in {RETRAIN}: run the retraining plan of docs/ima.md first")
+        res = {"simulated T2/PD": _bench("retrain-sim", [test], ["zero-filled", *methods], "T2", "PD",
+                                         compare_to=methods[0])}
+        for ref in ("FLAIR", "T1"):
+            res[f"simulated T2/{ref}"] = _bench(f"retrain-sim-{ref}", [test], methods, "T2", ref,
+                                                compare_to=methods[0])
+        if shared is not None:
+            mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
+            res["CDLMRI T2/T1"] = _bench("retrain-cdlmri", _cdlmri_t1(shared), ["zero-filled", *methods], "T2", "T1",
+                                         compare_to=methods[0])
+            res["CDLMRI T2/FLAIR"] = _bench("retrain-cdlmri-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
+                                            ["zero-filled", *methods], "T2", "FLAIR", compare_to=methods[0])
+        _save("ima_retrain.json", "retrain", res)
     if "sim" in todo:
         res = {"simulated T2/PD": _bench("sim-PD", [test], list(MAIN_METHODS), "T2", "PD")}
         # ima-single, unet, varnet and zero-filled do not read the reference: only ima variants are rerun
@@ -311,23 +368,24 @@ def evaluate(which: str) -> None:
 
 
 def dcm_schedules(size: int = 256, stages: int = 12) -> None:
-    """The known fraction n_1/N of the DCM mask at every stage (eqs. 16-17) for the evaluation masks and the three
-    kernels: how much of k-space each stage may *not* change (eq. 18 keeps it at the previous estimate)."""
-    from mrrecon.methods.ima.dcm import dcm_schedule
-    from mrrecon.physics.kspace import full_mask
+    """The share of k-space DCM holds at every stage (eqs. 16-19; ``mrrecon.methods.ima.diagnostics``) for the
+    evaluation masks, the three kernels and both readings of eq. 18: how much each stage may *not* change."""
+    from mrrecon.methods.ima.diagnostics import dcm_stage_fractions, format_table
     from mrrecon.physics.masks import make_mask
     from mrrecon.utils.io import atomic_write_json
 
-    rows = []
+    rows, tables = [], {}
     for kind, accel in (("random1d", 4.0), ("random1d", 8.0), ("radial2d", 4.0), ("radial2d", 8.0)):
-        mask0 = full_mask(make_mask(kind, (size, size), accel, seed=0).mask, (size, size))
+        mask = make_mask(kind, (size, size), accel, seed=0).mask
         for kernel in (1, 2, 3):
-            fractions = [float(m.mean()) for m in dcm_schedule(mask0, stages, kernel=kernel)]
-            rows.append({"mask": kind, "accel": accel, "kernel": kernel, "known_fraction": fractions})
-    head = "| mask | kernel | " + " | ".join(f"t={t}" for t in range(stages)) + " |"
-    table = "\n".join([head, "|---" * (stages + 2) + "|"] + [
-        f"| {r['mask']} {r['accel']:g}x | {r['kernel']} | " + " | ".join(f"{f:.2f}" for f in r["known_fraction"])
-        + " |" for r in rows])
+            for mode in ("literal", "weighted"):
+                per_stage = dcm_stage_fractions(mask, {"stages": stages, "dcm_kernel": kernel, "dcm_mode": mode},
+                                                shape=(size, size))
+                rows.append({"mask": kind, "accel": accel, "kernel": kernel, "dcm_mode": mode,
+                             "frozen": [r.frozen for r in per_stage], "weighted": [r.weighted for r in per_stage],
+                             "held": [r.held for r in per_stage], "hold": [r.hold for r in per_stage]})
+                tables[f"{kind} {accel:g}x, kernel {kernel}, {mode}"] = per_stage
+    table = format_table(tables)
     atomic_write_json(REPO / "benchmarks" / "results" / "ima_dcm_schedule.json",
                       {"command": "python benchmarks/ima.py dcm", "size": size, "stages": stages, "rows": rows,
                        "table": table})
@@ -400,17 +458,30 @@ def cards() -> None:
             body = body.replace('mrrecon.methods.load("ima", checkpoint=',
                                 f'mrrecon.methods.load("{variant}", checkpoint=')
             flags = "".join(f" --set {f}" for f in VARIANT_FLAGS[variant])
-            body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then two runs of the same recipe "
-                     f"(`configs/ima-small.yaml`{flags}):\n\n"
-                     f"1. `python benchmarks/ima.py train --variant {variant} --out runs/ima-1500/{variant} "
-                     "--threads 2`: 1,500 steps, lr 3e-3 cosine, from scratch;\n"
-                     f"2. `python benchmarks/ima.py train --variant {variant} "
-                     f"--init-from runs/ima-1500/{variant}/final --lr 1e-3 --out runs/ima-3000/{variant} --threads 2`: "
-                     "1,500 more steps, lr 1e-3 cosine, "
-                     "warm-started from step 1's weights (the card above is this run's);\n\n"
-                     f"then `runs/ima-3000/{variant}/final` copied here (`--ship` does it). The thread count changes "
-                     "the speed, not the recipe. One model for T2 targets with a PD, FLAIR or T1 reference "
-                     "(mixed-reference training set).\n")
+            info = json.loads((readme.parent / "config.json").read_text())
+            trained = info.get("metadata", {}).get("train_config", {})
+            if (trained.get("model") or {}).get("init_from"):  # issue 8: two runs of 1,500 steps
+                body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then two runs of the same recipe "
+                         f"(the issue-8 version of `configs/ima-small.yaml`, literal DCM, no reference "
+                         f"augmentation{flags.replace(' --set', ', --set')}):\n\n"
+                         f"1. `python benchmarks/ima.py train --variant {variant} --out runs/ima-1500/{variant} "
+                         "--threads 2 --set model.params.dcm_mode=literal --set data.reference_augment=null "
+                         "--set train.max_steps=1500 --set train.val_every=-1`: 1,500 steps, lr 3e-3 cosine, "
+                         "from scratch;\n"
+                         f"2. the same with `--init-from runs/ima-1500/{variant}/final --lr 1e-3 --out "
+                         f"runs/ima-3000/{variant}`: 1,500 more steps, lr 1e-3 cosine, "
+                         "warm-started from step 1's weights (the card above is this run's);\n\n"
+                         f"then `runs/ima-3000/{variant}/final` copied here (`--ship` does it). The thread count "
+                         "changes the speed, not the recipe. One model for T2 targets with a PD, FLAIR or T1 "
+                         "reference (mixed-reference training set).\n")
+            else:  # issue 22: one run of configs/ima-small.yaml per seed
+                seed = (trained.get("train") or {}).get("seed", 0)
+                body += (f"\n## Reproduce\n\n`python benchmarks/ima.py prepare`, then `python benchmarks/ima.py "
+                         f"train --variant {variant} --seed {seed} --out runs/ima-retrain/{variant}-s{seed} "
+                         f"--threads 2` (`configs/ima-small.yaml`{flags}: weighted DCM, reference augmentation, "
+                         "15,000 steps from scratch; docs/ima.md, Retraining plan), then its `final/` copied here. "
+                         "The thread count changes the speed, not the recipe. One model for T2 targets with a PD, "
+                         "FLAIR or T1 reference (mixed-reference training set).\n")
             readme.write_text(body + text)
             print(f"updated {readme}")
 

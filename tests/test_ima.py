@@ -10,6 +10,7 @@ import torch
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.ima.csca import CSCA
 from mrrecon.methods.ima.dcm import DCM_KERNELS, apply_dcm, dcm_schedule, dilation_sequence
+from mrrecon.methods.ima.diagnostics import dcm_stage_fractions
 from mrrecon.methods.ima.model import ComplexConv, IMAModel
 from mrrecon.methods.ima.stage import IMAStage
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
@@ -98,6 +99,139 @@ def test_eq19_keeps_measured_samples_and_eq18_freezes_the_dilated_region():
     assert torch.equal(out[m0], k0[m0])  # eq. 19
     assert torch.equal(out[mt & ~m0], k_prev[mt & ~m0])  # eq. 18: dilated region keeps the previous estimate
     assert torch.equal(out[~mt], k_temp[~mt])
+
+
+def test_weighted_eq18_keeps_a_share_of_the_previous_estimate_in_the_dilated_region():
+    g = torch.Generator().manual_seed(1)
+    shape = (2, 3, 32, 32)
+    k_temp, k_prev, k0 = (torch.randn(shape, generator=g, dtype=torch.complex64) for _ in range(3))
+    mask0 = full_mask(make_mask("radial2d", (32, 32), 8, seed=0).mask, (32, 32)).expand(2, 1, 32, 32)
+    mask_t = dcm_schedule(mask0, 7)[2]
+    m0, mt = mask0.bool().expand(shape), mask_t.bool().expand(shape)
+    hold = torch.tensor(0.3)
+    out = apply_dcm(k_temp, k_prev, k0, mask_t, mask0, hold=hold)
+    assert torch.equal(out[m0], k0[m0])  # eq. 19 in both readings
+    dilated = mt & ~m0
+    assert torch.allclose(out[dilated], (k_temp + 0.3 * (k_prev - k_temp))[dilated], atol=1e-6)
+    assert torch.equal(out[~mt], k_temp[~mt])  # outside M^(t): the stage's own estimate
+    literal = apply_dcm(k_temp, k_prev, k0, mask_t, mask0)
+    assert torch.allclose(apply_dcm(k_temp, k_prev, k0, mask_t, mask0, hold=1.0), literal, atol=1e-6)
+    assert torch.allclose(apply_dcm(k_temp, k_prev, k0, mask_t, mask0, hold=0.0),
+                          apply_dcm(k_temp, k_prev, k0, mask0, mask0), atol=1e-6)  # omega = 0: no DCM
+
+
+def test_dcm_modes_parameters_and_the_literal_limit():
+    kspace, mask, reference, _ = _problem(b=1)
+    torch.manual_seed(5)
+    weighted = IMAModel(TINY)
+    assert weighted.config.dcm_mode == "weighted" and weighted.dcm_holds() == pytest.approx([0.5] * 4)
+    torch.manual_seed(5)
+    literal = IMAModel({**TINY, "dcm_mode": "literal"})
+    torch.manual_seed(5)
+    no_dcm = IMAModel({**TINY, "dcm": False})
+    assert literal.dcm_holds() is None and no_dcm.dcm_holds() is None
+    # literal and no-DCM models have exactly the former tensors; the weighted one adds rho^(t) per stage and
+    # draws nothing more from the RNG, so every shared tensor is identical
+    w_state, l_state = weighted.state_dict(), literal.state_dict()
+    assert set(l_state) == set(no_dcm.state_dict())
+    assert set(w_state) - set(l_state) == {f"stages.{t}.raw_dcm_rho" for t in range(4)}
+    assert all(torch.equal(w_state[k], v) for k, v in l_state.items())
+    with torch.no_grad():
+        out_w, out_l = weighted(kspace, mask, reference), literal(kspace, mask, reference)
+        assert not torch.allclose(out_w, out_l)  # the readings differ once M^(t) is dilated (T = 4: stage 1)
+        for stage in weighted.stages:
+            stage.raw_dcm_rho.fill_(40.0)  # rho = 40 -> omega = 0.976
+        close = weighted(kspace, mask, reference)
+        for stage in weighted.stages:
+            stage.raw_dcm_rho.fill_(1e4)  # omega = 1 - 1e-4: the literal reading is the limit
+        assert (weighted(kspace, mask, reference) - out_l).abs().max() < (close - out_l).abs().max()
+        assert torch.allclose(weighted(kspace, mask, reference), out_l, atol=1e-3)
+    # ima-no-dcm is unchanged by the mode (dcm=false takes M^(0) everywhere and creates no hold weight)
+    torch.manual_seed(5)
+    no_dcm_literal = IMAModel({**TINY, "dcm": False, "dcm_mode": "literal"})
+    with torch.no_grad():
+        assert torch.equal(no_dcm(kspace, mask, reference), no_dcm_literal(kspace, mask, reference))
+    from mrrecon.data.sample import Batch
+
+    torch.manual_seed(5)
+    trainable = IMAModel(TINY)
+    batch = Batch(kspace=kspace, mask=mask, target=reference, reference=reference)
+    trainable.training_loss(batch, torch.nn.functional.l1_loss)["loss"].backward()
+    assert trainable.stages[1].raw_dcm_rho.grad is not None and trainable.stages[1].raw_dcm_rho.grad != 0
+    for bad in ({"dcm_mode": "frozen"}, {"dcm_hold_init": 1.0}, {"dcm_hold_init": 0.0}):
+        with pytest.raises(ConfigError):
+            IMAModel({**TINY, **bad})
+
+
+def test_checkpoints_written_before_dcm_mode_load_literal(tmp_path):
+    from mrrecon.core.pretrained import from_pretrained
+    from mrrecon.core.weights import shipped_weights
+    from mrrecon.methods import load
+    from mrrecon.methods.ima.model import legacy_config
+
+    torch.manual_seed(0)
+    model = IMAModel({**TINY, "dcm_mode": "literal"})
+    old = model.config_dict()
+    del old["dcm_mode"], old["dcm_hold_init"]  # what config.json held before the field existed
+    assert IMAModel.from_config(old).config.dcm_mode == "literal"
+    assert legacy_config({"stages": 4}) == {"stages": 4}  # partial dicts (YAML params) get the new default
+    assert IMAModel({k: v for k, v in old.items() if k != "mu_init"}).config.dcm_mode == "weighted"
+    model.save_pretrained(tmp_path / "old")
+    import json
+
+    info = json.loads((tmp_path / "old" / "config.json").read_text())
+    info["config"] = old
+    (tmp_path / "old" / "config.json").write_text(json.dumps(info))
+    loaded = from_pretrained(tmp_path / "old", expected_type="ima")
+    assert loaded.config.dcm_mode == "literal"
+    kspace, mask, reference, _ = _problem(b=1)
+    with torch.no_grad():
+        assert torch.equal(loaded(kspace, mask, reference), model(kspace, mask, reference))
+    assert load(f"ima:weights={tmp_path / 'old'}:dcm_mode=literal").model.config.dcm_mode == "literal"
+    with pytest.raises(ConfigError, match="not this variant"):
+        load(f"ima:weights={tmp_path / 'old'}:dcm_mode=weighted")
+    for name in ("ima-small", "ima-no-csca-small", "ima-single-small"):
+        if name in shipped_weights():  # trained before dcm_mode: the literal reading
+            assert from_pretrained(name, expected_type="ima").config.dcm_mode == "literal"
+
+
+def test_dcm_stage_fractions_on_known_masks():
+    # one measured column (index 8) of a 16 x 16 grid, kernel 1 (3 x 3 box), delta 2: every dilation adds the two
+    # neighbouring columns (>= 2 known pixels in each 3 x 3 window, also in the first and last rows, where the zero
+    # padding leaves 2); T = 7: peak at stage 3, then back
+    mask = torch.zeros(1, 1, 16)
+    mask[..., 8] = 1
+    cfg = {"stages": 7, "dcm_kernel": 1, "dcm_delta": 2.0, "dcm_ratio": 0.9}
+    dilated = [0, 2, 4, 6, 4, 2, 0]
+    literal = dcm_stage_fractions(mask, {**cfg, "dcm_mode": "literal"}, shape=(16, 16))
+    weighted = dcm_stage_fractions(mask, {**cfg, "dcm_hold_init": 0.25}, shape=(16, 16))
+    none = dcm_stage_fractions(mask, {**cfg, "dcm": False}, shape=(16, 16))
+    for t, d in enumerate(dilated):
+        lit, wei = literal[t], weighted[t]
+        assert lit.measured == wei.measured == pytest.approx(1 / 16)
+        assert lit.dilated == wei.dilated == pytest.approx(d / 16)
+        assert lit.hold == 1.0 and lit.frozen == pytest.approx((1 + d) / 16) and lit.weighted == 0.0
+        assert lit.held == pytest.approx(lit.frozen) and lit.free == pytest.approx(1 - (1 + d) / 16)
+        assert wei.hold == 0.25 and wei.frozen == pytest.approx(1 / 16) and wei.weighted == pytest.approx(d / 16)
+        assert wei.held == pytest.approx((1 + 0.25 * d) / 16)
+        assert none[t].dilated == 0.0 and none[t].held == pytest.approx(1 / 16)
+    # ratio: dilation stops once more than half is known (eq. 17): 1 -> 3 -> 5 -> 7 -> 9 columns, 9/16 > 0.5
+    capped = dcm_stage_fractions(mask, {**cfg, "stages": 12, "dcm_ratio": 0.5, "dcm_mode": "literal"}, shape=(16, 16))
+    assert max(r.frozen for r in capped) == pytest.approx(9 / 16)
+    # an isolated 2-D sample never reaches delta = 3 known neighbours: nothing dilates
+    point = torch.zeros(16, 16)
+    point[3, 5] = 1
+    assert all(r.dilated == 0.0 for r in dcm_stage_fractions(point, {"stages": 12, "dcm_mode": "literal"}))
+    # with a model: its learned hold weights
+    torch.manual_seed(0)
+    model = IMAModel({**TINY, "stages": 7})
+    with torch.no_grad():
+        model.stages[2].raw_dcm_rho.fill_(3.0)
+    rows = dcm_stage_fractions(mask, shape=(16, 16), model=model)
+    learned = model.dcm_holds()
+    assert rows[2].hold == pytest.approx(learned[2]) and learned[2] > 0.7 and rows[1].hold == pytest.approx(0.5)
+    with pytest.raises(ConfigError):
+        dcm_stage_fractions(mask, {"dcm_mode": "frozen"}, shape=(16, 16))
 
 
 def test_stage_output_is_consistent_with_the_embedded_measurement():

@@ -633,3 +633,119 @@ def test_export_dir_is_written_only_on_request(tmp_path):
 def test_mixed_precision_no_survives_yaml(tmp_path):
     """`--set train.mixed_precision=no` (YAML: false) means no mixed precision, not a type error."""
     assert tiny_config(tmp_path, "x", "train.mixed_precision=no").train.mixed_precision == "no"
+
+
+# --------------------------------------------------------------------------------------------------
+# reference augmentation of multi-contrast pairs (data.reference_augment)
+# --------------------------------------------------------------------------------------------------
+REF_AUGMENT = "data.reference_augment={shift_px: 2.0, rotate_deg: 2.0, gamma: [0.7, 1.4], bias_std: 0.1, drop: 0.1}"
+
+
+def _paired_slices(tmp_path: Path, *overrides: str, seed: int = 0):
+    from mrrecon.data.simulate import simulate_dataset
+
+    folder = tmp_path / "pairs"
+    if not folder.is_dir():
+        simulate_dataset(folder, subjects=2, size=48, coils=2, contrasts=("T1", "T2"), slices=1)
+    cfg = load_config(None, ["data.source=paired", f"data.train_path={folder}", "data.target_contrast=T2",
+                             "data.reference_contrast=T1", "data.crop=[24, 24]", *overrides], base=TINY)
+    return build_training_slices(cfg.data, seed=seed)
+
+
+def test_reference_augment_off_leaves_every_item_as_before(tmp_path):
+    default = _paired_slices(tmp_path)
+    assert default.data.reference_augment is None  # off unless a config turns it on
+    explicit_null = _paired_slices(tmp_path, "data.reference_augment=null")
+    all_zero = _paired_slices(tmp_path, "data.reference_augment={}")  # every setting 0: nothing happens
+    for key in [(i, "random1d", 4.0, e) for i in range(2) for e in range(3)]:
+        a, b, c = default[key], explicit_null[key], all_zero[key]
+        for name in ("kspace", "mask", "target", "reference"):
+            assert torch.equal(getattr(a, name), getattr(b, name)) and torch.equal(getattr(a, name), getattr(c, name))
+        assert "reference_augment" not in a.meta.extra and a.meta.extra == b.meta.extra
+    # the saved config of an existing YAML is unchanged apart from the new key at its default
+    cfg = load_config(REPO / "configs" / "unet-small.yaml")
+    assert cfg.data.reference_augment is None
+
+
+def test_reference_augment_is_seeded_and_changes_only_the_reference(tmp_path):
+    off = _paired_slices(tmp_path)
+    on = _paired_slices(tmp_path, REF_AUGMENT)
+    again = _paired_slices(tmp_path, REF_AUGMENT)  # a new dataset (as after a resume): the same draws
+    other_seed = _paired_slices(tmp_path, REF_AUGMENT, seed=1)
+    shifts, angles, gammas = [], [], []
+    for key in [(i, "random1d", 4.0, e) for i in range(2) for e in range(8)]:
+        a, b, c = off[key], on[key], again[key]
+        for name in ("kspace", "mask", "target"):  # the target side is untouched
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert a.meta.extra["crop_box"] == b.meta.extra["crop_box"] and a.meta.extra["flips"] == b.meta.extra["flips"]
+        assert torch.equal(b.reference, c.reference) and b.meta.extra == c.meta.extra  # reproducible
+        assert not torch.equal(a.reference, b.reference)  # the reference does change
+        assert b.reference.shape == a.reference.shape and b.reference.dtype == torch.float32
+        drawn = b.meta.extra["reference_augment"]
+        shifts += [abs(v) for v in drawn["shift_px"]]
+        angles.append(abs(drawn["rotate_deg"]))
+        if drawn["dropped"] is None:
+            gammas.append(drawn["gamma"])
+            assert float(b.reference.max()) == pytest.approx(1.0) and float(b.reference.min()) >= 0
+    assert max(shifts) <= 2.0 and max(angles) <= 2.0 and max(shifts) > 0.5 and max(angles) > 0.5
+    assert all(0.7 <= g <= 1.4 for g in gammas)
+    key = (0, "random1d", 4.0, 0)
+    assert not torch.equal(on[key].reference, other_seed[key].reference)
+    assert not torch.equal(on[key].reference, on[(0, "random1d", 4.0, 1)].reference)  # per epoch
+    # drop = 1: every reference is uninformative, zeros or noise
+    dropped = _paired_slices(tmp_path, "data.reference_augment={drop: 1.0}")
+    kinds = set()
+    for e in range(8):
+        s = dropped[(0, "random1d", 4.0, e)]
+        kind = s.meta.extra["reference_augment"]["dropped"]
+        kinds.add(kind)
+        assert torch.equal(s.target, off[(0, "random1d", 4.0, e)].target)
+        if kind == "zeros":
+            assert not s.reference.any()
+        else:  # uniform noise, max 1: no anatomy
+            assert float(s.reference.max()) == pytest.approx(1.0) and float(s.reference.std()) > 0.2
+    assert kinds == {"zeros", "noise"}
+
+
+def test_reference_misregistration_moves_content_by_the_drawn_shift_and_angle():
+    from mrrecon.train.data import warp_crop
+
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+
+    def blob(cy, cx):
+        return torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 2.0 ** 2))
+
+    def centroid(img):
+        h, w = img.shape
+        gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+        m = img.double()
+        return float((gy * m).sum() / m.sum()), float((gx * m).sum() / m.sum())
+
+    box, size = (16, 8), (32, 40)  # window centre (31.5, 27.5)
+    image = blob(30.0, 30.0)
+    y0, x0 = centroid(image[16:48, 8:48])
+    y1, x1 = centroid(warp_crop(image, box, size, (0.6, -1.3), 0.0))
+    assert (y1 - y0, x1 - x0) == (pytest.approx(0.6, abs=0.02), pytest.approx(-1.3, abs=0.02))
+    assert torch.allclose(warp_crop(image, box, size, (0.0, 0.0), 0.0), image[16:48, 8:48], atol=1e-6)
+    # a rotation turns an off-centre blob about the window centre by the angle (R = [[cos, -sin], [sin, cos]] in
+    # (row, column) coordinates), then the shift moves it
+    image = blob(31.5 + 10.0, 27.5)
+    cy, cx = 31.5 - 16, 27.5 - 8
+    y2, x2 = centroid(warp_crop(image, box, size, (0.0, 0.0), 20.0))
+    a = np.radians(20.0)
+    assert (y2, x2) == (pytest.approx(cy + 10 * np.cos(a), abs=0.05), pytest.approx(cx + 10 * np.sin(a), abs=0.05))
+    y3, x3 = centroid(warp_crop(image, box, size, (1.5, -0.7), 20.0))
+    assert (y3 - y2, x3 - x2) == (pytest.approx(1.5, abs=0.03), pytest.approx(-0.7, abs=0.03))
+
+
+def test_reference_augment_config_rejects_bad_values():
+    base = ["data.source=paired", "data.train_path=x", "data.target_contrast=T2", "data.reference_contrast=T1"]
+    for bad in ("{gamma: [1.4, 0.7]}", "{drop: 1.5}", "{shift_px: -1}", "{drop_to: [ones]}", "{gamma: [0, 1]}",
+                "{shift: 2}"):
+        with pytest.raises(ConfigError):
+            load_config(None, [*base, f"data.reference_augment={bad}"], base=TINY)
+    cfg = load_config(REPO / "configs" / "ima-small.yaml")
+    aug = cfg.data.reference_augment
+    assert (aug.shift_px, aug.rotate_deg, aug.gamma, aug.bias_std, aug.drop) == (2.0, 2.0, [0.7, 1.4], 0.1, 0.1)
+    assert load_config(REPO / "configs" / "ima-paper.yaml").data.reference_augment is None

@@ -276,6 +276,11 @@ def tiny_methods() -> list[TinyMethod]:
         TinyMethod("ima-no-csca", SINGLE, _ima({"csca": False}), needs_reference=True),
         TinyMethod("ima-no-dcm", SINGLE, _ima({"dcm": False}), needs_reference=True),
         TinyMethod("ima-single", SINGLE, _ima({"use_reference": False})),
+        # T = 4 stages, so that DCM dilates (stage 1); the two readings of eq. 18 (the literal one is the DCM of
+        # the code before dcm_mode existed, bit for bit)
+        TinyMethod("ima:dcm_mode=literal", SINGLE, _ima({"stages": 4, "dcm_mode": "literal"}), needs_reference=True),
+        TinyMethod("ima:dcm_mode=weighted", SINGLE, _ima({"stages": 4, "dcm_mode": "weighted"}),
+                   needs_reference=True),
         TinyMethod("ssdm", BOTH, _ssdm),
         TinyMethod("ssdm:dc=soft", BOTH, _ssdm),
         TinyMethod("ssdm:maps=given", MULTI, _ssdm),

@@ -39,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "RecipeConfig",
+    "ReferenceAugmentConfig",
     "SimulationConfig",
     "TrainConfig",
     "TrainingConfig",
@@ -92,6 +93,39 @@ class SimulationConfig:
 
 
 @dataclass
+class ReferenceAugmentConfig:
+    """Augmentation of the *reference* image of multi-contrast pairs (``data.reference_augment``; training only).
+
+    Each training item draws, from its own seed ``derive_seed(seed, 'reference', epoch, index)``: a rigid
+    misregistration (shift uniform in [-shift_px, shift_px] per axis, sub-pixel, and a rotation uniform in
+    [-rotate_deg, rotate_deg] about the crop centre; bilinear), a contrast change (the max-normalised reference
+    raised to a power gamma, log-uniform in [gamma[0], gamma[1]]), a smooth multiplicative bias exp(b) (b bicubic
+    from a 4 x 4 grid of N(0, bias_std^2) values) and, with probability ``drop``, an uninformative reference
+    instead (``drop_to``: zeros or uniform noise, one drawn per dropped item). The target is never touched.
+    """
+
+    shift_px: float = 0.0
+    rotate_deg: float = 0.0
+    gamma: list[float] | None = None  # [low, high], 0 < low <= high; None: no contrast change
+    bias_std: float = 0.0
+    drop: float = 0.0
+    drop_to: list[str] = field(default_factory=lambda: ["zeros", "noise"])
+
+    def __post_init__(self):
+        if self.shift_px < 0 or self.rotate_deg < 0 or self.bias_std < 0:
+            raise ConfigError(f"data.reference_augment: shift_px, rotate_deg and bias_std must be >= 0; got "
+                              f"{self.shift_px}, {self.rotate_deg}, {self.bias_std}")
+        if self.gamma is not None and not (len(self.gamma) == 2 and 0 < self.gamma[0] <= self.gamma[1]):
+            raise ConfigError(f"data.reference_augment.gamma must be [low, high] with 0 < low <= high; got "
+                              f"{self.gamma}")
+        if not 0.0 <= self.drop <= 1.0:
+            raise ConfigError(f"data.reference_augment.drop must be in [0, 1]; got {self.drop}")
+        if not self.drop_to or not set(self.drop_to) <= {"zeros", "noise"}:
+            raise ConfigError(f"data.reference_augment.drop_to must be a non-empty list of 'zeros', 'noise'; got "
+                              f"{self.drop_to}")
+
+
+@dataclass
 class DataConfig:
     """Where slices come from and how they are undersampled and augmented.
 
@@ -103,6 +137,8 @@ class DataConfig:
     crop: [h, w] image-domain crop of the fully sampled coil images before undersampling (random position
         when ``random_crop``; centred otherwise), "recon" (the header's recon size) or null.
     flip: random left-right and up-down flips (each with probability 1/2) of the coil images.
+    reference_augment: paired data only: misregistration, contrast and bias changes and drops of the reference
+        image (:class:`ReferenceAugmentConfig`); null (the default): the reference is the exact co-located slice.
     val_*: the held-out split, scored with fixed masks per (file, slice) at every (kind, acceleration).
     """
 
@@ -119,6 +155,7 @@ class DataConfig:
     crop: Any = None  # [h, w] | "recon" | None
     random_crop: bool = True
     flip: bool = True
+    reference_augment: ReferenceAugmentConfig | None = None
     num_workers: int = 0
     val_mask_kinds: list[str] | None = None  # default: mask_kinds
     val_accelerations: list[float] | None = None  # default: accelerations

@@ -6,6 +6,8 @@ Training sample ``index`` of epoch ``e`` is made in these steps (``TrainingSlice
 2. coil images = ifft2c(k); crop (random position when ``data.random_crop``, else centred; or the header's
    recon size) and random left-right / up-down flips, all drawn from ``derive_seed(seed, 'augment', e,
    index)``; for paired data the reference gets the identical crop and flips; k-space = fft2c(images);
+   with ``data.reference_augment`` the reference (only) is then misregistered, re-contrasted, biased or
+   dropped, from its own seed ``derive_seed(seed, 'reference', e, index)`` (:func:`augment_reference`);
 3. the batch's mask kind and acceleration (drawn once per batch by :class:`EpochBatchSampler`) and the
    sample's own mask seed ``derive_seed(seed, 'mask', e, index)`` -> ``make_mask``;
 4. ``make_slice_sample``: undersample, target = RSS of the (cropped) coil images, normalise by the peak of
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from mrrecon.data.datasets import PairedSliceDataset, SliceDataset, derive_seed, make_slice_sample
@@ -41,17 +44,19 @@ from mrrecon.errors import ConfigError, DataError
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.masks import make_mask
-from mrrecon.train.config import DataConfig, SimulationConfig
+from mrrecon.train.config import DataConfig, ReferenceAugmentConfig, SimulationConfig
 from mrrecon.utils.io import atomic_write_json
 
 __all__ = [
     "EpochBatchSampler",
+    "augment_reference",
     "SimulatedSplits",
     "TrainingSlices",
     "ValidationSet",
     "build_training_slices",
     "build_validation_set",
     "prepare_simulated",
+    "warp_crop",
 ]
 
 
@@ -135,6 +140,77 @@ def _crop_box(shape: tuple[int, int], size: tuple[int, int], rng: np.random.Gene
     if rng is None:
         return (H - h) // 2, (W - w) // 2
     return int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+
+
+def warp_crop(image: torch.Tensor, box: tuple[int, int], size: tuple[int, int], shift: tuple[float, float],
+              angle_deg: float) -> torch.Tensor:
+    """The (h, w) = ``size`` window at ``box`` of the (H, W) real ``image`` after a rigid motion: the content is
+    turned by ``angle_deg`` about the window's centre c, then moved by ``shift`` = (dy, dx) pixels, i.e.
+    out(p) = image(c + R^T (p - c - shift)) with R the rotation by the angle in (row, column) coordinates.
+    Bilinear, sampled from the whole image (zeros outside it), so the window has no empty border where the
+    image has content."""
+    (h, w), (H, W) = size, image.shape[-2:]
+    dtype = torch.float64
+    cy, cx = box[0] + (h - 1) / 2, box[1] + (w - 1) / 2
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=dtype) + box[0] - cy - shift[0],
+                            torch.arange(w, dtype=dtype) + box[1] - cx - shift[1], indexing="ij")  # p - c - shift
+    a = np.deg2rad(angle_deg)
+    cos, sin = float(np.cos(a)), float(np.sin(a))
+    src_y = cy + cos * yy + sin * xx  # c + R^T (p - c - shift), R = [[cos, -sin], [sin, cos]]
+    src_x = cx - sin * yy + cos * xx
+    grid = torch.stack([(2 * src_x + 1) / W - 1, (2 * src_y + 1) / H - 1], dim=-1)[None].to(torch.float32)
+    out = F.grid_sample(image[None, None].to(torch.float32), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return out[0, 0]
+
+
+def augment_reference(reference: torch.Tensor, aug: ReferenceAugmentConfig, rng: np.random.Generator, *,
+                      full: torch.Tensor | None = None, box: tuple[int, int] = (0, 0),
+                      size: tuple[int, int] | None = None, flips: tuple[bool, bool] = (False, False)
+                      ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The reference of one training item after ``data.reference_augment``; returns (image, what was drawn).
+
+    reference: the (h, w) cropped and flipped magnitude, max 1; full: the uncropped, unflipped (H, W) magnitude
+    (same scale) that the misregistration samples from, with the crop ``box`` / ``size`` and ``flips`` of the
+    item (full = None: the reference itself is the whole image). Every random number is drawn, in a fixed order,
+    whatever is enabled, so changing one setting does not reshuffle the others. The result has max 1 (zeros
+    when dropped to zeros)."""
+    dy, dx = (float(v) for v in rng.uniform(-1.0, 1.0, size=2) * aug.shift_px)
+    angle = float(rng.uniform(-1.0, 1.0) * aug.rotate_deg)
+    u_gamma = float(rng.uniform())
+    bias_grid = rng.standard_normal((4, 4))
+    u_drop, u_kind = float(rng.uniform()), float(rng.uniform())
+    noise_seed = int(rng.integers(2**31 - 1))
+    drawn: dict[str, Any] = {"shift_px": (dy, dx), "rotate_deg": angle, "gamma": None, "bias": False,
+                             "dropped": None}
+    ref = reference.to(torch.float32)
+    if aug.shift_px > 0 or aug.rotate_deg > 0:  # misregistration, in the frame before the flips
+        src = reference if full is None else full
+        h, w = ref.shape[-2:]
+        ref = warp_crop(src.to(torch.float32), box if full is not None else (0, 0), (h, w), (dy, dx), angle)
+        ref = ref.flip(-2) if flips[0] else ref
+        ref = ref.flip(-1) if flips[1] else ref
+    if aug.gamma is not None:  # contrast: a power law, log-uniform exponent
+        lo, hi = np.log(aug.gamma[0]), np.log(aug.gamma[1])
+        g = float(np.exp(lo + u_gamma * (hi - lo)))
+        ref = ref.clamp_min(0) ** g
+        drawn["gamma"] = g
+    if aug.bias_std > 0:  # smooth multiplicative bias field
+        b = torch.as_tensor(bias_grid * aug.bias_std, dtype=torch.float32)[None, None]
+        ref = ref * torch.exp(F.interpolate(b, size=tuple(ref.shape[-2:]), mode="bicubic", align_corners=True)[0, 0])
+        drawn["bias"] = True
+    peak = float(ref.max())
+    if peak > 0 and ref is not reference:
+        ref = ref / peak
+    if u_drop < aug.drop:  # uninformative: the model must fall back on the single-contrast path
+        kind = aug.drop_to[min(int(u_kind * len(aug.drop_to)), len(aug.drop_to) - 1)]
+        if kind == "zeros":
+            ref = torch.zeros_like(ref)
+        else:
+            ref = torch.rand(ref.shape, generator=torch.Generator().manual_seed(noise_seed))
+            ref = ref / ref.max()
+        drawn["dropped"] = kind
+    return ref.to(torch.float32), drawn
 
 
 class TrainingSlices(Dataset):
@@ -231,6 +307,13 @@ class TrainingSlices(Dataset):
                 raise DataError(f"reference slice {s} is all zero", self.references[i].path)
             sample.reference = (ref / peak).to(torch.float32)
             sample.meta.extra["reference_scale"] = peak
+            aug = self.data.reference_augment
+            if aug is not None:  # the reference only; its own seed: crops, flips, masks and target unchanged
+                ref_rng = np.random.default_rng(derive_seed(self.seed, "reference", epoch, index))
+                full = rss(ref_images, dim=-3) / peak if aug.shift_px > 0 or aug.rotate_deg > 0 else None
+                sample.reference, drawn = augment_reference(
+                    sample.reference, aug, ref_rng, full=full, box=box, size=size or shape, flips=flips)
+                sample.meta.extra["reference_augment"] = drawn
         return sample
 
 

@@ -10,7 +10,9 @@ Registered methods (each loads its own trained weights; all are single-coil, lik
 * ``ima-single``   the same unfolding trained and run without the reference (what the second contrast buys).
 
 Option ``weights=DIR`` (or the ``checkpoint=`` argument of ``mrrecon.methods.load``) picks other weights,
-e.g. a stage-sweep model: ``ima:weights=runs/ima-sweep/t6/final``.
+e.g. a stage-sweep model: ``ima:weights=runs/ima-sweep/t6/final``. Option ``dcm_mode=literal|weighted`` states
+which reading of eq. 18 the weights must have been trained with (refused otherwise; the shipped weights of
+issue 8 are ``literal``, a checkpoint's reading is in its config.json).
 """
 
 from __future__ import annotations
@@ -62,13 +64,16 @@ def _factory(name: str):
     def build(checkpoint: str | None = None,
               weights: Annotated[str | None, "weights folder (path or name under weights/) instead of the "
                                              "default"] = None,
+              dcm_mode: Annotated[str | None, "the reading of eq. 18 the weights must have (literal | weighted); "
+                                              "refuses others"] = None,
               device: str | torch.device = "cpu") -> IMAReconstructor:
         checkpoint = checkpoint or (None if weights is None else str(weights))
         model = from_pretrained(checkpoint or default, device=device, expected_type="ima")
-        wrong = {k: getattr(model.config, k) for k, v in flags.items() if getattr(model.config, k) != v}
+        expected = dict(flags, **({} if dcm_mode is None else {"dcm_mode": str(dcm_mode)}))
+        wrong = {k: getattr(model.config, k) for k, v in expected.items() if getattr(model.config, k) != v}
         if wrong:
             raise ConfigError(f"{name}: checkpoint {checkpoint or default} is not this variant ({wrong}; expected "
-                              f"{flags})")
+                              f"{expected})")
         return IMAReconstructor(model, name, device, nfe=1)
 
     return build

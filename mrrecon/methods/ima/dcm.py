@@ -11,10 +11,17 @@ M^(0) again ("inversely symmetric", Fig. 2). With T stages the peak is at most s
 makes the schedule symmetric and end on M^(0) (the paper's ``t > T/2`` would need T + 1 stages to return;
 see docs/ima.md). Every sample of a batch gets its own schedule (its own mask and termination step).
 
-Eqs. 18-19 (per stage, in the k-space of the C-channel features): inside the current dilated mask the
-previous estimate is kept, outside it the new one is taken (eq. 18); then the originally measured samples are
-restored from the embedded measurement K^(0) = F Z (eq. 19). Both are masked replacements, i.e.
-``mrrecon.physics.consistency.hard_dc``; the masks come from ``mrrecon.physics.kspace.full_mask``.
+Eqs. 18-19 (per stage, in the k-space of the C-channel features), two readings (``dcm_mode``, docs/ima.md):
+
+* ``literal``: inside the current dilated mask the previous estimate is kept, outside it the new one is taken
+  (eq. 18 as printed: a masked replacement, ``hard_dc``), so the dilated region is frozen for the stage;
+* ``weighted`` (the default): eq. 18 as the proximal step of a penalty (rho/2) ||M^(t) (K - K^(t-1))||^2 on
+  leaving the previous estimate inside the dilated mask, the form eq. 15 gives the measured samples:
+  K-hat = K_temp + omega^(t) M^(t) (K^(t-1) - K_temp) with a learned hold weight omega^(t) = rho/(1 + rho) in
+  (0, 1) per stage (``soft_dc``); omega -> 1 is the literal reading, omega -> 0 no DCM.
+
+Then the originally measured samples are restored from the embedded measurement K^(0) = F Z (eq. 19, a masked
+replacement in both readings). The masks come from ``mrrecon.physics.kspace.full_mask``.
 
 Kernels (``dcm_kernel``): Fig. 4 of the paper shows three kernels graphically only; their numbers are not in
 the text, so we use three kernels that differ the way the figure describes (shape and speed of diffusion):
@@ -31,15 +38,17 @@ import torch
 import torch.nn.functional as F
 
 from mrrecon.errors import ConfigError
-from mrrecon.physics.consistency import hard_dc
+from mrrecon.physics.consistency import hard_dc, soft_dc
 
-__all__ = ["DCM_KERNELS", "apply_dcm", "dcm_kernel", "dcm_schedule", "dilate", "dilation_sequence"]
+__all__ = ["DCM_KERNELS", "DCM_MODES", "apply_dcm", "dcm_kernel", "dcm_schedule", "dilate", "dilation_sequence"]
 
 DCM_KERNELS = {
     1: [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
     2: [[1.0] * 5 for _ in range(5)],
     3: [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]],
 }
+# readings of eq. 18 (docs/ima.md): the dilated region frozen (as printed) or weighted by a learned hold weight
+DCM_MODES = ("literal", "weighted")
 
 
 def dcm_kernel(kind: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -98,11 +107,16 @@ def dcm_schedule(mask0: torch.Tensor, stages: int, *, kernel: int = 1, delta: fl
 
 
 def apply_dcm(k_temp: torch.Tensor, k_prev: torch.Tensor, k0: torch.Tensor, mask_t: torch.Tensor,
-              mask0: torch.Tensor) -> torch.Tensor:
+              mask0: torch.Tensor, hold: torch.Tensor | float | None = None) -> torch.Tensor:
     """Eqs. 18-19 in k-space: returns F X^(t+1).
 
     k_temp = F X_temp^(t) (the stage's new estimate), k_prev = F X^(t) (the previous one), k0 = F Z (the
-    embedded measurement); masks (B, 1, H, W) {0, 1} broadcast over the feature channels.
+    embedded measurement); masks (B, 1, H, W) {0, 1} broadcast over the feature channels. ``hold`` None: the
+    literal eq. 18 (the previous estimate replaces the new one inside M^(t)); a weight omega in [0, 1]: the
+    weighted reading, K-hat = K_temp + omega M^(t) (K_prev - K_temp).
     """
-    k_hat = hard_dc(k_temp, k_prev, mask_t)  # eq. 18 (F X-hat^(t)): the previous estimate inside M^(t)
+    if hold is None:
+        k_hat = hard_dc(k_temp, k_prev, mask_t)  # eq. 18 (F X-hat^(t)): the previous estimate inside M^(t)
+    else:
+        k_hat = soft_dc(k_temp, k_prev, mask_t, hold)  # eq. 18 weighted: a step omega toward it inside M^(t)
     return hard_dc(k_hat, k0, mask0)  # eq. 19: the measured samples of K^(0) restored

@@ -8,8 +8,9 @@ Paper -> code (equation numbers of the paper; see docs/ima.md for every choice t
   ``embed_z`` and ``decode`` are complex-linear circular convolutions without bias, i.e. Fourier multipliers:
   F(embed(x)) = H . F(x), so the embedded measurement K^(0) = F Z agrees with the embedded truth on the
   measured samples and eq. 19's replacement is exact data consistency in feature space.
-* T stages (``IMAStage``): eq. 15 X update, eqs. 16-19 DCM (``dcm.py``), eq. 20 Y-tilde update with CSCA
-  (eq. 21, ``csca.py``), eq. 22 G update;
+* T stages (``IMAStage``): eq. 15 X update, eqs. 16-19 DCM (``dcm.py``; ``dcm_mode``: eq. 18 weighted by a
+  learned hold weight per stage (default) or literal, the dilated region frozen), eq. 20 Y-tilde update with
+  CSCA (eq. 21, ``csca.py``), eq. 22 G update;
 * output: X_out = ``decode``(X^(T)) (C/2 -> 1 complex channel), then (``output_dc``) the measured k-space
   samples are put back exactly, and the magnitude is returned;
 * loss, eq. 25: L(X_out, X_GT) + gamma L1(X^(T), A(Y) + B(Y-tilde^(T))), the second term in feature space
@@ -22,6 +23,7 @@ replaced by zeros, so it learns without the second contrast at the same size and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -31,14 +33,14 @@ from torch import nn
 from mrrecon.core.pretrained import PretrainedModel
 from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError, DataError
-from mrrecon.methods.ima.dcm import DCM_KERNELS, dcm_schedule
+from mrrecon.methods.ima.dcm import DCM_KERNELS, DCM_MODES, dcm_schedule
 from mrrecon.methods.ima.stage import IMAStage, conv_block
 from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.consistency import hard_dc
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.kspace import full_mask
 
-__all__ = ["ComplexConv", "IMAConfig", "IMAModel"]
+__all__ = ["ComplexConv", "IMAConfig", "IMAModel", "legacy_config"]
 
 
 @dataclass
@@ -56,6 +58,9 @@ class IMAConfig:
     dcm_kernel: int = 1  # Fig. 4 kernels 1 | 2 | 3 (dcm.py)
     dcm_delta: float = 3.0  # delta, eq. 16
     dcm_ratio: float = 0.9  # ratio, eq. 17
+    # eq. 18: "weighted" (hold weight omega^(t) learned per stage) | "literal" (dilated region frozen, as printed)
+    dcm_mode: str = "weighted"
+    dcm_hold_init: float = 0.5  # omega^(t) at initialisation (weighted mode), in (0, 1)
     use_reference: bool = True  # False: ima-single (reference replaced by zeros)
     gamma: float = 0.5  # eq. 25
     output_dc: bool = True  # restore the measured samples in the decoded image
@@ -64,6 +69,22 @@ class IMAConfig:
     lambda1_init: float = 0.1
     beta_init: float = 0.5
     lambda2_init: float = 0.1
+
+
+# Fields added after checkpoints existed; a config that has every other field but none of these was written by
+# save_pretrained before them (e.g. the shipped weights/ima*-small): it gets the reading it was trained with.
+_ADDED_FIELDS = ("dcm_mode", "dcm_hold_init")
+_LEGACY = {"dcm_mode": "literal"}
+
+
+def legacy_config(config):
+    """A complete config dict written before ``dcm_mode`` existed gets ``dcm_mode: literal`` (what that code
+    did); anything else (partial dicts, YAML params, configs with ``dcm_mode``) is returned unchanged."""
+    if isinstance(config, dict) and "dcm_mode" not in config:
+        before = {f.name for f in dataclasses.fields(IMAConfig)} - set(_ADDED_FIELDS)
+        if before <= set(config):
+            return {**_LEGACY, **config}
+    return config
 
 
 class ComplexConv(nn.Module):
@@ -100,7 +121,7 @@ class IMAModel(PretrainedModel):
     config_class = IMAConfig
 
     def __init__(self, config: IMAConfig | dict | None = None):
-        super().__init__(config)
+        super().__init__(legacy_config(config))
         c = self.config
         tilde = c.tilde_channels if c.tilde_channels is not None else c.channels - c.ref_channels
         if c.stages < 1 or c.channels < 2 or c.channels % 2:
@@ -110,16 +131,31 @@ class IMAModel(PretrainedModel):
                               f"tilde_channels >= 1 (got {tilde})")
         if c.dcm_kernel not in DCM_KERNELS:
             raise ConfigError(f"dcm_kernel must be one of {sorted(DCM_KERNELS)}; got {c.dcm_kernel}")
+        if c.dcm_mode not in DCM_MODES:
+            raise ConfigError(f"dcm_mode must be one of {list(DCM_MODES)}; got {c.dcm_mode!r}")
+        if not 0.0 < c.dcm_hold_init < 1.0:
+            raise ConfigError(f"dcm_hold_init must be in (0, 1); got {c.dcm_hold_init}")
         self.tilde = tilde
         self.embed_z = ComplexConv(1, c.channels // 2)
         self.embed_y = conv_block(1, c.ref_channels)
         self.embed_y_tilde = conv_block(3, tilde)
         init = {"mu": c.mu_init, "alpha": c.alpha_init, "lambda1": c.lambda1_init, "beta": c.beta_init,
                 "lambda2": c.lambda2_init}
+        hold = c.dcm_hold_init if c.dcm and c.dcm_mode == "weighted" else None  # None: literal eq. 18 or no DCM
         self.stages = nn.ModuleList([
             IMAStage(c.channels, c.ref_channels, tilde, attn_channels=c.attn_channels, attn_heads=c.attn_heads,
-                     csca=c.csca, init=init) for _ in range(c.stages)])
+                     csca=c.csca, init=init, dcm_hold=hold) for _ in range(c.stages)])
         self.decode = ComplexConv(c.channels // 2, 1)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(legacy_config(config))
+
+    def dcm_holds(self) -> list[float] | None:
+        """The hold weight omega^(t) of eq. 18 per stage (weighted DCM), None for literal DCM or no DCM."""
+        with torch.no_grad():
+            holds = [stage.dcm_hold() for stage in self.stages]
+        return None if any(h is None for h in holds) else [float(h) for h in holds]
 
     def stage_masks(self, mask: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """M^(0) as (B, 1, H, W) float and the DCM mask of every stage (eqs. 16-17)."""

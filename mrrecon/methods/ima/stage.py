@@ -37,10 +37,15 @@ def inverse_softplus(value: float) -> float:
 
 class IMAStage(nn.Module):
     """Stage t. Learned positive scalars (softplus of free parameters): mu, alpha, lambda_1 (eq. 15),
-    beta, lambda_2 (eq. 20); learned operators: C_R1, C_R2, B^T, A, B conv blocks and CSCA (eq. 24)."""
+    beta, lambda_2 (eq. 20); learned operators: C_R1, C_R2, B^T, A, B conv blocks and CSCA (eq. 24).
+
+    ``dcm_hold`` (weighted DCM, dcm.py): the initial hold weight omega^(t) in (0, 1) of eq. 18, learned as the
+    penalty rho^(t) = omega / (1 - omega) > 0 (softplus, like the other scalars); None: the literal eq. 18
+    (or no DCM), and no extra parameter."""
 
     def __init__(self, channels: int, ref_channels: int, tilde_channels: int, *, attn_channels: int = 16,
-                 attn_heads: int = 1, csca: bool = True, init: dict[str, float] | None = None):
+                 attn_heads: int = 1, csca: bool = True, init: dict[str, float] | None = None,
+                 dcm_hold: float | None = None):
         super().__init__()
         init = {"mu": 1.0, "alpha": 0.5, "lambda1": 0.1, "beta": 0.5, "lambda2": 0.1, **(init or {})}
         self.prior_x = conv_block(channels, channels)  # C_R1: grad R_1(X)
@@ -52,9 +57,21 @@ class IMAStage(nn.Module):
                          else PixelCoupling(ref_channels, channels, tilde_channels))
         for name in ("mu", "alpha", "lambda1", "beta", "lambda2"):
             self.register_parameter(f"raw_{name}", nn.Parameter(torch.tensor(inverse_softplus(init[name]))))
+        self.weighted_dcm = dcm_hold is not None
+        if self.weighted_dcm:  # rho of eq. 18's penalty; deterministic init: draws nothing from the RNG
+            rho = float(dcm_hold) / (1.0 - float(dcm_hold))
+            self.register_parameter("raw_dcm_rho", nn.Parameter(torch.tensor(inverse_softplus(rho))))
 
     def scalar(self, name: str) -> torch.Tensor:
         return F.softplus(getattr(self, f"raw_{name}"))
+
+    def dcm_hold(self) -> torch.Tensor | None:
+        """omega^(t) = rho / (1 + rho): the share of the previous estimate kept inside M^(t) (weighted eq. 18);
+        None for the literal reading (omega = 1 exactly)."""
+        if not self.weighted_dcm:
+            return None
+        rho = self.scalar("dcm_rho")
+        return rho / (1 + rho)
 
     # -- the three subproblems ------------------------------------------------------------------------------
     def x_update(self, x: torch.Tensor, g: torch.Tensor, k_x: torch.Tensor, k_z: torch.Tensor,
@@ -91,7 +108,8 @@ class IMAStage(nn.Module):
         k_x = fft2c(channels_to_complex(x))
         x_temp = self.x_update(x, g, k_x, k_z, mask0)  # eq. 15
         k_temp = fft2c(channels_to_complex(x_temp))
-        x_next = complex_to_channels(ifft2c(apply_dcm(k_temp, k_x, k_z, mask_t, mask0)))  # eqs. 18-19
+        k_next = apply_dcm(k_temp, k_x, k_z, mask_t, mask0, hold=self.dcm_hold())  # eqs. 18-19
+        x_next = complex_to_channels(ifft2c(k_next))
         yt_next = self.y_tilde_update(yt, y, g)  # eq. 20
         mapped = self.mapping(y, yt_next)
         g_next = self.g_update(mapped, x_next, self.scalar("alpha"))  # eq. 22
