@@ -133,6 +133,20 @@ def markdown_section(title: str, what: str, command: str, key: str = "table"):
     return render
 
 
+def baseline_sizes_section(d: dict) -> str:
+    lines = ["## Learned baselines: quality per CPU-hour at two sizes each\n",
+             f"Command: `{d['command']}` — each size trained from scratch on the baselines' training set "
+             "(docs/data.md), one thread, the two sizes of a model side by side; validation PSNR (held-out split, "
+             "mean of random1d 4x and 8x) against CPU time. Choice in [training.md](training.md).\n",
+             "| probe | parameters | s / step | validation PSNR (dB) at CPU-minutes |", "|---|---|---|---|"]
+    for name, r in d["probes"].items():
+        pts = ", ".join(f"{c['psnr']:.2f} @ {c['wall_time_s'] / 60:.1f}" for c in r["curve"])
+        n = f"{r['num_parameters']:,}" if r.get("num_parameters") else "-"
+        sps = f"{r['seconds_per_step']:.3f}" if r.get("seconds_per_step") else "-"
+        lines.append(f"| {name} | {n} | {sps} | {pts} |")
+    return "\n".join(lines) + "\n"
+
+
 SECTIONS = [
     ("embedded.json", benchmark_section(
         "Every method on held-out simulated subjects",
@@ -179,6 +193,7 @@ SECTIONS = [
         "AK-Diffusion on the shared multi-coil brains (not shipped weights)", "See [akdiff.md](akdiff.md).",
         "python benchmarks/akdiff.py --group shared --methods zero-filled,grappa,loraks,l1-wavelet,akdiff",
         key="markdown")),
+    ("baseline_sizes.json", baseline_sizes_section),
     ("train_speed.json", train_speed_section),
     ("physics.json", physics_section),
     ("espirit_vs_bart.json", espirit_section),
