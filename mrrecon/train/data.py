@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,12 +249,8 @@ class TrainingSlices(Dataset):
         out = []
         for i, _ in self.index:
             f = self.files[i]
-            coils = f.num_coils if f.is_multicoil else 1
-            crop = self.data.crop
             shape = tuple(f.kspace_shape)
-            if crop not in (None, "recon"):
-                shape = clamp_crop_size(shape, tuple(int(n) for n in crop))
-            out.append((coils, shape))
+            out.append((f.num_coils if f.is_multicoil else 1, self._crop_size(f, shape) or shape))
         return out
 
     def _crop_size(self, f: FastMRIFile, shape: tuple[int, int]) -> tuple[int, int] | None:
@@ -342,9 +339,7 @@ class EpochBatchSampler(Sampler):
         if self.groups is None:
             total = self.n // self.batch_size
         else:
-            sizes: dict[Any, int] = {}
-            for g in self.groups:
-                sizes[g] = sizes.get(g, 0) + 1
+            sizes = Counter(self.groups)
             total = sum(c // self.batch_size for c in sizes.values())
         self.per_rank = total // self.world
         if self.per_rank < 1:
@@ -369,8 +364,10 @@ class EpochBatchSampler(Sampler):
         members: dict[Any, list[int]] = {}
         for i in perm:
             members.setdefault(self.groups[i], []).append(i)
-        batches = [m[j * bs:(j + 1) * bs] for key in sorted(members, key=repr)
-                   for m in (members[key],) for j in range(len(m) // bs)]
+        batches = []
+        for key in sorted(members, key=repr):
+            m = members[key]
+            batches += [m[j * bs:(j + 1) * bs] for j in range(len(m) // bs)]
         order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(
             derive_seed(self.seed, "batches", self.epoch))).tolist()
         return [batches[o] for o in order]
