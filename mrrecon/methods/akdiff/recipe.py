@@ -9,9 +9,7 @@ model carries its own SDE. A ``noise_floor`` given in the config is used as it i
 process measures the same slices, so every process builds the same SDE; a resumed run measures the same
 number again.
 
-To train with it: ``recipe: {name: akdiff}`` in the training config. The trainer finds recipes by name in
-``mrrecon.train.recipe.RECIPES``, whose table of built-in modules needs the entry
-``"akdiff": "mrrecon.methods.akdiff.recipe"`` for the name to resolve in a fresh process.
+To train with it: ``recipe: {name: akdiff}`` in the training config (``configs/akdiff-small.yaml`` does).
 """
 
 from __future__ import annotations
