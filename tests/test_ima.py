@@ -88,26 +88,27 @@ def test_no_dcm_uses_the_original_mask_everywhere():
 # --------------------------------------------------------------------------------------------------------
 # Eqs. 18-19, 22 and the stage
 # --------------------------------------------------------------------------------------------------------
-def test_eq19_keeps_measured_samples_and_eq18_freezes_the_dilated_region():
-    g = torch.Generator().manual_seed(0)
+def _dcm_case(seed: int, kind: str, accel: float):
+    """Random k-space (K_temp, K_prev, K0) of shape (2, 3, 32, 32), the mask M0 of ``kind`` and the dilated mask
+    of stage 2, and both masks as booleans of the k-space shape."""
+    g = torch.Generator().manual_seed(seed)
     shape = (2, 3, 32, 32)
     k_temp, k_prev, k0 = (torch.randn(shape, generator=g, dtype=torch.complex64) for _ in range(3))
-    mask0 = full_mask(make_mask("random1d", (32, 32), 4, seed=0).mask, (32, 32)).expand(2, 1, 32, 32)
+    mask0 = full_mask(make_mask(kind, (32, 32), accel, seed=0).mask, (32, 32)).expand(2, 1, 32, 32)
     mask_t = dcm_schedule(mask0, 7)[2]
+    return k_temp, k_prev, k0, mask0, mask_t, mask0.bool().expand(shape), mask_t.bool().expand(shape)
+
+
+def test_eq19_keeps_measured_samples_and_eq18_freezes_the_dilated_region():
+    k_temp, k_prev, k0, mask0, mask_t, m0, mt = _dcm_case(0, "random1d", 4)
     out = apply_dcm(k_temp, k_prev, k0, mask_t, mask0)
-    m0, mt = mask0.bool().expand(shape), mask_t.bool().expand(shape)
     assert torch.equal(out[m0], k0[m0])  # eq. 19
     assert torch.equal(out[mt & ~m0], k_prev[mt & ~m0])  # eq. 18: dilated region keeps the previous estimate
     assert torch.equal(out[~mt], k_temp[~mt])
 
 
 def test_weighted_eq18_keeps_a_share_of_the_previous_estimate_in_the_dilated_region():
-    g = torch.Generator().manual_seed(1)
-    shape = (2, 3, 32, 32)
-    k_temp, k_prev, k0 = (torch.randn(shape, generator=g, dtype=torch.complex64) for _ in range(3))
-    mask0 = full_mask(make_mask("radial2d", (32, 32), 8, seed=0).mask, (32, 32)).expand(2, 1, 32, 32)
-    mask_t = dcm_schedule(mask0, 7)[2]
-    m0, mt = mask0.bool().expand(shape), mask_t.bool().expand(shape)
+    k_temp, k_prev, k0, mask0, mask_t, m0, mt = _dcm_case(1, "radial2d", 8)
     hold = torch.tensor(0.3)
     out = apply_dcm(k_temp, k_prev, k0, mask_t, mask0, hold=hold)
     assert torch.equal(out[m0], k0[m0])  # eq. 19 in both readings
