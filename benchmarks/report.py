@@ -74,6 +74,7 @@ def settings_section(title: str, what: str):
 
 def benchmark_section(title: str, what: str):
     def render(d: dict) -> str:
+        from mrrecon.eval.paired import paired_table_markdown
         from mrrecon.eval.report import summary_table_markdown
 
         env = d.get("environment", {})
@@ -83,11 +84,33 @@ def benchmark_section(title: str, what: str):
                  f"device {env.get('device')}; torch {env.get('torch')}. "
                  f"Elapsed {d.get('elapsed_seconds', 0):.0f} s.\n",
                  summary_table_markdown(d["summary"])]
+        if d.get("paired"):  # benchmark --compare-to: per-volume differences against the reference method
+            lines.append(paired_table_markdown(d["paired"]).rstrip() + "\n")
         if d.get("errors"):
             lines.append("Errors: " + "; ".join(f"{e.get('method') or ''} {e.get('file')}: {e.get('error')}"
                                                for e in d["errors"]) + "\n")
         return "\n".join(lines)
     return render
+
+
+def contrast_randomisation_section(d: dict) -> str:
+    methods = list(next(iter(d["real_brains"].values()))["means"])
+    lines = ["## Learned baselines: what the random contrast adds on real brains\n",
+             f"Command: `{d['command']}` — two unet-small trainings from scratch with the same seed, schedule and "
+             "wall time, one thread each; `random` trains on T1, T2, PD, FLAIR and the per-subject random contrast, "
+             "`named` on the four named contrasts only (`data.train_contrasts`). Real brains: single-coil #7, #8, "
+             "#11-#14 and multi-coil #17, #18, #20 of the shared data; simulated: 16 held-out validation volumes. "
+             "Steps: " + ", ".join(f"{n} {p['steps']}" for n, p in d["probes"].items()) + ".\n",
+             "| data | setting | images | " + " | ".join(methods) + " | random - named (95 % CI) |",
+             "|---" * (len(methods) + 4) + "|"]
+    for key, label in (("real_single_coil", "real single-coil brains"), ("real_multi_coil", "real multi-coil brains"),
+                       ("real_brains", "all real brains"), ("simulated", "held-out simulated")):
+        for setting, t in d[key].items():
+            p = t["random_minus_named"]["psnr"]
+            cells = " | ".join(f"{t['means'][m]['psnr']:.2f} / {t['means'][m]['ssim']:.3f}" for m in methods)
+            lines.append(f"| {label} | {setting} | {t['n_images']} | {cells} | {p['mean']:+.2f} "
+                         f"[{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}] dB |")
+    return "\n".join(lines) + "\n\nCells: PSNR (dB) / SSIM, mean over images.\n"
 
 
 def train_speed_section(d: dict) -> str:
@@ -193,6 +216,19 @@ SECTIONS = [
         "AK-Diffusion on the shared multi-coil brains (not shipped weights)", "See [akdiff.md](akdiff.md).",
         "python benchmarks/akdiff.py --group shared --methods zero-filled,grappa,loraks,l1-wavelet,akdiff",
         key="markdown")),
+    ("baselines_sim.json", benchmark_section(
+        "Learned baselines against compressed sensing on held-out simulated brains",
+        "The retrained `unet-small` and `varnet-small` beside zero-filled, cg-sense, l1-wavelet and bart-pics on 16 "
+        "held-out simulated 8-coil volumes (4 subjects x T1/T2/PD/FLAIR x 2 slices, 256x256); paired per-volume "
+        "differences against l1-wavelet. Discussion in [training.md](training.md#baselines).")),
+    ("baselines_shared.json", benchmark_section(
+        "Learned baselines against compressed sensing on the shared multi-coil brains",
+        "The same methods on #17 (8 coils), #18 and #20 (4 coils) of the shared data; paired against l1-wavelet.")),
+    ("baselines_single.json", benchmark_section(
+        "Learned baselines on the shared single-coil brain slices",
+        "fastMRI FLAIR #7, #8 (magnitude, 320x320) and mGRE #11-#14 (complex, coil-combined, 256x256); paired "
+        "against zero-filled.")),
+    ("contrast_randomisation.json", contrast_randomisation_section),
     ("baseline_sizes.json", baseline_sizes_section),
     ("train_speed.json", train_speed_section),
     ("physics.json", physics_section),

@@ -652,6 +652,22 @@ def _paired_slices(tmp_path: Path, *overrides: str, seed: int = 0):
     return build_training_slices(cfg.data, seed=seed)
 
 
+def test_train_contrasts_picks_a_subset_of_the_cached_set(tmp_path):
+    from mrrecon.data.simulate import simulate_dataset
+
+    files = simulate_dataset(tmp_path / "sim", subjects=2, size=48, coils=2, contrasts=("T1", "T2", "random"),
+                             slices=1)
+    base = {**TINY, "data": {**TINY["data"], "simulation": {**TINY["data"]["simulation"],
+                                                            "contrasts": ["T1", "T2", "random"]}}}
+    every = build_training_slices(load_config(None, [], base=base).data, 0, files)
+    named = build_training_slices(load_config(None, ["data.train_contrasts=[t1, T2]"], base=base).data, 0, files)
+    assert len(every) == 6 and len(named) == 4  # 2 subjects x 1 slice x 3 / 2 contrasts
+    assert {Path(f.path).stem for f in named.files} == {"sub000_T1", "sub000_T2", "sub001_T1", "sub001_T2"}
+    for bad in (["data.train_contrasts=[FLAIR]"], ["data.train_contrasts=[]"]):
+        with pytest.raises(ConfigError, match="train_contrasts"):
+            load_config(None, bad, base=base)
+
+
 def test_reference_augment_off_leaves_every_item_as_before(tmp_path):
     default = _paired_slices(tmp_path)
     assert default.data.reference_augment is None  # off unless a config turns it on

@@ -139,6 +139,8 @@ class DataConfig:
     flip: random left-right and up-down flips (each with probability 1/2) of the coil images.
     reference_augment: paired data only: misregistration, contrast and bias changes and drops of the reference
         image (:class:`ReferenceAugmentConfig`); null (the default): the reference is the exact co-located slice.
+    train_contrasts: simulated data only: train on these of ``simulation.contrasts`` (null: all of them), e.g.
+        to measure what the random contrast adds on the same cached set; validation keeps every contrast.
     val_*: the held-out split, scored with fixed masks per (file, slice) at every (kind, acceleration).
     """
 
@@ -147,6 +149,7 @@ class DataConfig:
     val_path: str | None = None
     cache_dir: str = "runs/cache/simulated"
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    train_contrasts: list[str] | None = None
     target_contrast: str | None = None
     reference_contrast: str | None = None
     mask_kinds: list[str] = field(default_factory=lambda: ["random1d"])
@@ -361,6 +364,16 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("data.source='paired' needs data.target_contrast and data.reference_contrast")
     if not d.mask_kinds or not d.accelerations:
         raise ConfigError("data.mask_kinds and data.accelerations must not be empty")
+    if d.train_contrasts is not None:
+        if d.source != "simulated":
+            raise ConfigError("data.train_contrasts applies to data.source='simulated' only")
+        from mrrecon.data.phantom.contrast import canonical_contrast
+
+        cached = {canonical_contrast(c) for c in d.simulation.contrasts}
+        chosen = [canonical_contrast(c) for c in d.train_contrasts]
+        if not chosen or not set(chosen) <= cached:
+            raise ConfigError(f"data.train_contrasts must be a non-empty subset of data.simulation.contrasts "
+                              f"{sorted(cached)}; got {d.train_contrasts!r}")
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:

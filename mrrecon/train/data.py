@@ -57,6 +57,7 @@ __all__ = [
     "build_training_slices",
     "build_validation_set",
     "prepare_simulated",
+    "select_contrasts",
     "warp_crop",
 ]
 
@@ -429,10 +430,22 @@ def build_validation_set(data: DataConfig, seed: int, files: Sequence[Path] | No
     return ValidationSet(volumes)
 
 
+def select_contrasts(files: Sequence[Path], contrasts: Sequence[str]) -> list[Path]:
+    """The simulated files (named ``sub{index}_{CONTRAST}.h5`` by ``simulate_dataset``) of ``contrasts``."""
+    from mrrecon.data.phantom.contrast import canonical_contrast
+
+    wanted = {canonical_contrast(c) for c in contrasts}
+    return [Path(f) for f in files if Path(f).stem.split("_", 1)[-1] in wanted]
+
+
 def build_training_slices(data: DataConfig, seed: int, files: Sequence[Path] | None = None) -> TrainingSlices:
-    """The training dataset for ``data.source`` (``files``: the simulated training files)."""
+    """The training dataset for ``data.source`` (``files``: the simulated training files, of which
+    ``data.train_contrasts`` picks a subset when set)."""
     if data.source == "simulated":
-        return TrainingSlices(files or [], data, seed)
+        files = list(files or [])
+        if data.train_contrasts is not None:
+            files = select_contrasts(files, data.train_contrasts)
+        return TrainingSlices(files, data, seed)
     if data.source == "fastmri":
         return TrainingSlices(_h5_files(data.train_path), data, seed)
     pairs = find_pairs(data.train_path, data.target_contrast, data.reference_contrast)

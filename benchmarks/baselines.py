@@ -1,0 +1,182 @@
+"""The learned baselines (unet, varnet) against compressed sensing: the learned-baselines issue's must-show tables.
+
+    python benchmarks/baselines.py [--parts sim,shared,single] [--subjects 4] [--slices 2] [--threads 2]
+        [--work ~/mrrecon-runs/bench/baselines] [--out benchmarks/results]
+
+Every part is one ``run_benchmark`` (the code behind ``mrrecon benchmark``), every method on the same samples, with
+paired per-volume differences against a reference method (``--compare-to``):
+
+* ``sim``: held-out simulated multi-coil brains (simulator seed 1000; the weights trained on seed 0 and validated on
+  seed 1), ``--subjects`` x T1/T2/PD/FLAIR (16 volumes by default) x ``--slices``, 256x256, 8 coils; zero-filled,
+  cg-sense, l1-wavelet, bart-pics, unet, varnet at random1d and poisson2d, 4x and 8x; compared to l1-wavelet.
+  Equivalent CLI: ``mrrecon simulate --out DATA --subjects 4 --slices 2 --seed 1000`` then
+  ``mrrecon benchmark --data DATA --methods zero-filled,cg-sense,l1-wavelet,bart-pics,unet,varnet
+  --masks random1d,poisson2d --accels 4,8 --compare-to l1-wavelet --out RUN``.
+* ``shared``: the multi-coil brains of benchmarks/shared-data.yaml (#17, #18, #20), the same methods and settings.
+* ``single``: the single-coil brain slices of ../shared/data (fastMRI FLAIR #7, #8; mGRE #11-#14, complex,
+  coil-combined): zero-filled, unet, varnet at random1d 4x and 8x, compared to zero-filled.
+* ``noise``: PSNR against the scan's noise level. Held-out simulated 8-coil brains (seed 1000; 2 subjects x T1, T2,
+  1 slice) simulated at each of ``NOISE_LEVELS`` (the same anatomy and coils, only the noise differs), poisson2d
+  and random1d 4x: zero-filled, cg-sense, l1-wavelet and every ``--checkpoint LABEL=FOLDER`` (unet or varnet
+  weights; default the shipped ones), each scored with ``score_volume``. It measures whether a model keeps its
+  precision on scans cleaner than its training data, as compressed sensing does.
+
+Writes benchmarks/results/baselines_{sim,shared,single,noise}.json (no per-slice rows); the full benchmark folders
+(report.html, figures) stay under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+if __name__ == "__main__":  # thread counts must be fixed before numpy / torch start their pools
+    from _threads import pin_threads_from_argv
+
+    pin_threads_from_argv()
+
+import json  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from _common import shared_data_dir, slim_results  # noqa: E402
+
+import mrrecon  # noqa: E402,F401  (allocator settings)
+from mrrecon.data.simulate import simulate_dataset  # noqa: E402
+from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, collect_data, run_benchmark  # noqa: E402
+from mrrecon.utils.io import atomic_write_json  # noqa: E402
+
+MULTI_COIL_METHODS = ["zero-filled", "cg-sense", "l1-wavelet", "bart-pics", "unet", "varnet"]
+SINGLE_COIL_METHODS = ["zero-filled", "unet", "varnet"]
+SIM_SEED = 1000
+SINGLE_COIL_BRAINS = {
+    "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",
+    "brain_flair(#8)": "fastmri_singlecoil_ssdm/brain2.npy",
+    "brain_mgre(#11)": "mgre_brain_complex_ssdm/img1_slice_50.npy",
+    "brain_mgre(#12)": "mgre_brain_complex_ssdm/img1_slice_60.npy",
+    "brain_mgre(#13)": "mgre_brain_complex_ssdm/img1_slice_70.npy",
+    "brain_mgre(#14)": "mgre_brain_complex_ssdm/img1_slice_80.npy",
+}
+
+
+def _run(specs, methods, masks, compare_to, work: Path, command: str, data_root, **extra) -> dict:
+    cfg = BenchmarkConfig(methods=methods, masks=masks, accels=(4.0, 8.0), seed=0, figures=1, compare_to=compare_to)
+    res = run_benchmark(specs, cfg, work, overwrite=True)  # measure anew
+    return slim_results(res, command, data_root=data_root, **extra)
+
+
+def part_sim(args, work: Path) -> dict:
+    files = simulate_dataset(work / "sim-data", subjects=args.subjects, size=256, coils=8,
+                             contrasts=("T1", "T2", "PD", "FLAIR"), slices=args.slices, seed=SIM_SEED)
+    command = (f"python benchmarks/baselines.py --parts sim --subjects {args.subjects} --slices {args.slices} "
+               f"--threads {args.threads}")
+    return _run([DataSpec(f) for f in files], MULTI_COIL_METHODS, ("random1d", "poisson2d"), "l1-wavelet",
+                work / "sim", command, work / "sim-data",
+                data={"subjects": args.subjects, "contrasts": ["T1", "T2", "PD", "FLAIR"], "slices": args.slices,
+                      "size": 256, "coils": 8, "simulator_seed": SIM_SEED})
+
+
+def part_shared(args, work: Path) -> dict | None:
+    cfg = BenchmarkConfig(methods=MULTI_COIL_METHODS)
+    specs, _problems = collect_data([str(HERE / "shared-data.yaml")], cfg)
+    specs = [s for s in specs if "coil_axis" in s.options]  # the multi-coil brains
+    if not specs:
+        return None
+    command = f"python benchmarks/baselines.py --parts shared --threads {args.threads}"
+    root = os.path.commonpath([os.path.realpath(s.path) for s in specs])
+    return _run(specs, MULTI_COIL_METHODS, ("random1d", "poisson2d"), "l1-wavelet", work / "shared", command, root)
+
+
+def part_single(args, work: Path) -> dict | None:
+    root = shared_data_dir(args.data)
+    if root is None:
+        return None
+    specs = [DataSpec(root / rel, {"name": n}) for n, rel in SINGLE_COIL_BRAINS.items() if (root / rel).is_file()]
+    if not specs:
+        return None
+    command = f"python benchmarks/baselines.py --parts single --threads {args.threads}"
+    return _run(specs, SINGLE_COIL_METHODS, ("random1d",), "zero-filled", work / "single", command, root)
+
+
+NOISE_LEVELS = (0.002, 0.005, 0.01, 0.03, 0.08)
+
+
+def part_noise(args, work: Path) -> dict:
+    import numpy as np
+
+    from mrrecon.core.reconstructor import load
+    from mrrecon.core.runner import score_volume
+    from mrrecon.data.datasets import samples_from_file
+
+    checkpoints = dict(item.split("=", 1) for item in args.checkpoint) or {
+        "unet": str(HERE.parent / "weights" / "unet-small"), "varnet": str(HERE.parent / "weights" / "varnet-small")}
+    methods = {m: load(m) for m in ("zero-filled", "cg-sense", "l1-wavelet")}
+    for label, folder in checkpoints.items():
+        kind = json.loads((Path(os.path.expanduser(folder)) / "config.json").read_text())["model_type"]
+        methods[label] = load(kind, checkpoint=os.path.expanduser(folder))
+    rows = []
+    for level in NOISE_LEVELS:
+        files = simulate_dataset(work / f"noise-{level:g}", subjects=2, size=256, coils=8, contrasts=("T1", "T2"),
+                                 slices=1, seed=SIM_SEED, noise_level=level)
+        for mask in ("poisson2d", "random1d"):
+            for f in files:
+                samples = list(samples_from_file(f, mask_kind=mask, acceleration=4, seed=0))
+                for label, method in methods.items():
+                    r = score_volume(label, method, samples)
+                    rows.append({"noise_level": level, "mask": mask, "file": Path(f).name, "method": label,
+                                 "psnr": r.psnr, "ssim": r.ssim})
+            print(json.dumps({"noise_level": level, "mask": mask, **{
+                m: round(float(np.mean([r["psnr"] for r in rows[-len(files) * len(methods):]
+                                        if r["method"] == m])), 2) for m in methods}}), flush=True)
+    table = {f"{mask} 4x, noise {level:g}": {m: float(np.mean([r["psnr"] for r in rows if r["method"] == m and
+                                                               r["mask"] == mask and r["noise_level"] == level]))
+                                             for m in methods}
+             for mask in ("poisson2d", "random1d") for level in NOISE_LEVELS}
+    return {"command": f"python benchmarks/baselines.py --parts noise --threads {args.threads}"
+                       + "".join(f" --checkpoint {k}={_home(v)}" for k, v in checkpoints.items() if args.checkpoint),
+            "checkpoints": {k: _home(v) for k, v in checkpoints.items()}, "noise_levels": list(NOISE_LEVELS),
+            "psnr": table, "rows": rows}
+
+
+def _home(path: str) -> str:
+    """A path as the card writes it: under the home folder as ~, under the repository relative to it."""
+    p = os.path.realpath(os.path.expanduser(path))
+    repo = str(HERE.parent)
+    if p.startswith(repo + os.sep):
+        return os.path.relpath(p, repo)
+    return p.replace(os.path.expanduser("~"), "~", 1)
+
+
+PARTS = {"sim": part_sim, "shared": part_shared, "single": part_single, "noise": part_noise}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="sim,shared,single")
+    ap.add_argument("--subjects", type=int, default=4)
+    ap.add_argument("--slices", type=int, default=2)
+    ap.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=FOLDER",
+                    help="noise part: unet / varnet weights to score (default: the shipped ones)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default="~/mrrecon-runs/bench/baselines")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args()
+    work = Path(os.path.expanduser(args.work))
+    for part in args.parts.split(","):
+        if part not in PARTS:
+            raise SystemExit(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
+        result = PARTS[part](args, work)
+        if result is None:
+            print(json.dumps({"part": part, "skipped": "shared data not found"}))
+            continue
+        path = Path(args.out) / f"baselines_{part}.json"
+        atomic_write_json(path, result)
+        print(json.dumps({"part": part, "written": str(path), "report": str(work / part)}))
+
+
+if __name__ == "__main__":
+    main()
