@@ -8,18 +8,20 @@ paired per-volume differences against a reference method (``--compare-to``):
 
 * ``sim``: held-out simulated multi-coil brains (simulator seed 1000; the weights trained on seed 0 and validated on
   seed 1), ``--subjects`` x T1/T2/PD/FLAIR (16 volumes by default) x ``--slices``, 256x256, 8 coils; zero-filled,
-  cg-sense, l1-wavelet, bart-pics, unet, varnet at random1d and poisson2d, 4x and 8x; compared to l1-wavelet.
+  cg-sense, l1-wavelet, bart-pics, unet, varnet (the paper's output, final_dc=none, and with the measured
+  samples put back, final_dc=hard) at random1d and poisson2d, 4x and 8x; compared to l1-wavelet.
   Equivalent CLI: ``mrrecon simulate --out DATA --subjects 4 --slices 2 --seed 1000`` then
-  ``mrrecon benchmark --data DATA --methods zero-filled,cg-sense,l1-wavelet,bart-pics,unet,varnet
-  --masks random1d,poisson2d --accels 4,8 --compare-to l1-wavelet --out RUN``.
+  ``mrrecon benchmark --data DATA --methods zero-filled,cg-sense,l1-wavelet,bart-pics,unet,varnet:final_dc=none,
+  varnet:final_dc=hard --masks random1d,poisson2d --accels 4,8 --compare-to l1-wavelet --out RUN``.
 * ``shared``: the multi-coil brains of benchmarks/shared-data.yaml (#17, #18, #20), the same methods and settings.
 * ``single``: the single-coil brain slices of ../shared/data (fastMRI FLAIR #7, #8; mGRE #11-#14, complex,
-  coil-combined): zero-filled, unet, varnet at random1d 4x and 8x, compared to zero-filled.
+  coil-combined): zero-filled, unet, varnet (final_dc none and hard) at random1d 4x and 8x, compared to
+  zero-filled.
 * ``noise``: PSNR against the scan's noise level. Held-out simulated 8-coil brains (seed 1000; 2 subjects x T1, T2,
   1 slice) simulated at each of ``NOISE_LEVELS`` (the same anatomy and coils, only the noise differs), poisson2d
   and random1d 4x: zero-filled, cg-sense, l1-wavelet and every ``--checkpoint LABEL=FOLDER`` (unet or varnet
-  weights; default the shipped ones), each scored with ``score_volume``. It measures whether a model keeps its
-  precision on scans cleaner than its training data, as compressed sensing does.
+  weights, a varnet with final_dc none and hard; default the shipped ones), each scored with ``score_volume``.
+  It measures whether a model keeps its precision on scans cleaner than its training data, as CS does.
 
 Writes benchmarks/results/baselines_{sim,shared,single,noise}.json (no per-slice rows); the full benchmark folders
 (report.html, figures) stay under ``--work``.
@@ -49,8 +51,11 @@ from mrrecon.data.simulate import simulate_dataset  # noqa: E402
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, collect_data, run_benchmark  # noqa: E402
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 
-MULTI_COIL_METHODS = ["zero-filled", "cg-sense", "l1-wavelet", "bart-pics", "unet", "varnet"]
-SINGLE_COIL_METHODS = ["zero-filled", "unet", "varnet"]
+# varnet:final_dc=... : the paper's output and the one with the measured samples put back (whichever the shipped
+# weights do not use by default), side by side on the same samples
+MULTI_COIL_METHODS = ["zero-filled", "cg-sense", "l1-wavelet", "bart-pics", "unet", "varnet:final_dc=none",
+                      "varnet:final_dc=hard"]
+SINGLE_COIL_METHODS = ["zero-filled", "unet", "varnet:final_dc=none", "varnet:final_dc=hard"]
 SIM_SEED = 1000
 SINGLE_COIL_BRAINS = {
     "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",
@@ -117,6 +122,9 @@ def part_noise(args, work: Path) -> dict:
     for label, folder in checkpoints.items():
         kind = json.loads((Path(os.path.expanduser(folder)) / "config.json").read_text())["model_type"]
         methods[label] = load(kind, checkpoint=os.path.expanduser(folder))
+        if kind == "varnet":  # the paper's output and the one with the measured samples put back
+            methods[label] = load(kind, checkpoint=os.path.expanduser(folder), final_dc="none")
+            methods[f"{label} final_dc=hard"] = load(kind, checkpoint=os.path.expanduser(folder), final_dc="hard")
     rows = []
     for level in NOISE_LEVELS:
         files = simulate_dataset(work / f"noise-{level:g}", subjects=2, size=256, coils=8, contrasts=("T1", "T2"),

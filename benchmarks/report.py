@@ -113,6 +113,18 @@ def contrast_randomisation_section(d: dict) -> str:
     return "\n".join(lines) + "\n\nCells: PSNR (dB) / SSIM, mean over images.\n"
 
 
+def baselines_noise_section(d: dict) -> str:
+    methods = list(next(iter(d["psnr"].values())))
+    lines = ["## Learned baselines against the scan's noise level\n",
+             f"Command: `{d['command']}` — held-out simulated 8-coil brains (2 subjects x T1, T2), the same anatomy "
+             "simulated at each noise level, 4x; PSNR (dB), mean over the 4 volumes. Checkpoints: " +
+             ", ".join(f"{k} = `{v}`" for k, v in d["checkpoints"].items()) + ".\n",
+             "| setting | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for setting, row in d["psnr"].items():
+        lines.append(f"| {setting} | " + " | ".join(f"{row[m]:.2f}" for m in methods) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def train_speed_section(d: dict) -> str:
     modes = list(dict.fromkeys(r["mode"] for r in d["rows"]))
     lines = ["## Training step speed on the CPU by precision and memory format\n",
@@ -228,6 +240,7 @@ SECTIONS = [
         "Learned baselines on the shared single-coil brain slices",
         "fastMRI FLAIR #7, #8 (magnitude, 320x320) and mGRE #11-#14 (complex, coil-combined, 256x256); paired "
         "against zero-filled.")),
+    ("baselines_noise.json", baselines_noise_section),
     ("contrast_randomisation.json", contrast_randomisation_section),
     ("baseline_sizes.json", baseline_sizes_section),
     ("train_speed.json", train_speed_section),

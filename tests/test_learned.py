@@ -137,6 +137,29 @@ def test_residual_varnet_starts_at_the_zero_filled_image_with_acs_maps():
         VarNetModel({**TINY_VARNET, "refinement": "other"})
 
 
+def test_final_hard_dc_keeps_every_measured_sample_and_nothing_else(tmp_path):
+    torch.manual_seed(0)
+    batch = _batch()
+    soft = VarNetModel(TINY_VARNET).eval()
+    hard = VarNetModel({**TINY_VARNET, "final_dc": "hard"}).eval()
+    hard.load_state_dict(soft.state_dict())
+    m = batch.mask.to(torch.bool).expand_as(batch.kspace)
+    with torch.no_grad():
+        k_soft, _ = soft.final_kspace(batch.kspace, batch.mask)
+        k_hard, _ = hard.final_kspace(batch.kspace, batch.mask)
+        image = hard(batch.kspace, batch.mask)
+    assert not torch.allclose(k_soft[m], batch.kspace[m], atol=1e-3)  # the paper's output moves measured samples
+    assert torch.equal(k_hard[m], batch.kspace[m]) and torch.equal(k_hard[~m], k_soft[~m])
+    assert torch.allclose(image, rss(ifft2c(k_hard), dim=1))
+    with pytest.raises(ConfigError, match="final_dc"):
+        VarNetModel({**TINY_VARNET, "final_dc": "soft"})
+    save_pretrained(soft, tmp_path / "soft")  # the reconstruction-time option switches it on for any checkpoint
+    assert methods.load("varnet:final_dc=hard", checkpoint=str(tmp_path / "soft")).model.config.final_dc == "hard"
+    assert methods.load("varnet", checkpoint=str(tmp_path / "soft")).model.config.final_dc == "none"
+    with pytest.raises(ConfigError, match="final_dc"):
+        methods.load("varnet:final_dc=soft", checkpoint=str(tmp_path / "soft"))
+
+
 def test_refinement_uses_sense_expand_and_reduce():
     """G(k) = F E(CNN(R(F^-1 k))): with the CNN replaced by the identity, G is the SENSE projection F S S^H F^-1."""
     cascade = VarNetCascade(chans=4, pools=2)

@@ -15,6 +15,11 @@ Cascade t (paper eq. 4) refines the multi-coil k-space estimate k^t:
   sum_c |S_c|^2 = 1;
 * the output is the RSS over coils of F^-1 k^T (the fastMRI multi-coil target).
 
+``final_dc: hard`` (not in the paper; off by default and in configs/varnet-paper.yaml) replaces the measured samples
+of k^T by y before the RSS, so the centre and every measured line are exactly the data: the last cascade's
+refinement G(k^T) otherwise moves them too (docs/methods.md). ``varnet:final_dc=hard`` switches it on for any
+checkpoint at reconstruction time.
+
 Single-coil data (C = 1) run through the same network: the estimated "map" is then the unit-modulus phase
 of the ACS image, E and R multiply by it and its conjugate, and the output is |F^-1 k^T|.
 """
@@ -22,6 +27,7 @@ of the ACS image, E and R multiply by it and its conjugate, and the output is |F
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -32,7 +38,7 @@ from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError
 from mrrecon.nn.unet import NormUnet
 from mrrecon.physics.coils import rss
-from mrrecon.physics.consistency import soft_dc
+from mrrecon.physics.consistency import hard_dc, soft_dc
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.kspace import acs_mask
 from mrrecon.physics.operators import SenseOperator
@@ -55,6 +61,17 @@ class VarNetConfig:
     # untrained VarNet returns the zero-filled k-space with the classic ACS-image / RSS maps and every module
     # learns a correction. Trains much faster on small budgets (docs/training.md).
     residual: bool = False
+    # "none": the paper's output, RSS of the last cascade's k-space. "hard": its measured samples replaced by y first.
+    final_dc: str = "none"
+
+
+FINAL_DC = ("none", "hard")
+
+
+def _check_final_dc(value: str) -> str:
+    if value not in FINAL_DC:
+        raise ConfigError(f"varnet final_dc must be one of {list(FINAL_DC)}; got {value!r}")
+    return value
 
 
 class SensitivityModel(nn.Module):
@@ -112,17 +129,25 @@ class VarNetModel(PretrainedModel):
         c = self.config
         if c.num_cascades < 0 or min(c.chans, c.pools, c.sens_chans, c.sens_pools) < 1:
             raise ConfigError(f"varnet config needs num_cascades >= 0 and positive widths / depths; got {c}")
+        _check_final_dc(c.final_dc)
         self.sens_net = SensitivityModel(c.sens_chans, c.sens_pools, residual=c.residual)
         self.cascades = nn.ModuleList([VarNetCascade(c.chans, c.pools, c.dc_weight_init, c.residual)
                                        for _ in range(c.num_cascades)])
 
-    def forward(self, kspace: torch.Tensor, mask: torch.Tensor, return_maps: bool = False):
-        """kspace: (B, C, H, W) undersampled (zeros where not measured); mask broadcastable to it."""
+    def final_kspace(self, kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k^T, maps): the last cascade's coil k-space (after the final DC when ``final_dc`` is hard)."""
         maps = self.sens_net(kspace, mask)
         op = SenseOperator(maps, mask)
         k = kspace
         for cascade in self.cascades:
             k = cascade(k, kspace, mask, op)
+        if self.config.final_dc == "hard":
+            k = hard_dc(k, kspace, mask)
+        return k, maps
+
+    def forward(self, kspace: torch.Tensor, mask: torch.Tensor, return_maps: bool = False):
+        """kspace: (B, C, H, W) undersampled (zeros where not measured); mask broadcastable to it."""
+        k, maps = self.final_kspace(kspace, mask)
         image = rss(ifft2c(k), dim=1)
         return (image, maps) if return_maps else image
 
@@ -130,8 +155,13 @@ class VarNetModel(PretrainedModel):
         return self(batch.kspace, batch.mask)
 
 
-def _build(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LearnedReconstructor:
+def _build(checkpoint: str | None = None, device: str | torch.device = "cpu",
+           final_dc: Annotated[str | None, "none (paper) or hard: the measured samples of the last cascade's k-space "
+                                           "replaced by the data (default: the checkpoint's)"] = None,
+           ) -> LearnedReconstructor:
     model = from_pretrained(checkpoint or DEFAULT_WEIGHTS, device=device, expected_type="varnet")
+    if final_dc is not None:
+        model.config.final_dc = _check_final_dc(final_dc)
     return LearnedReconstructor(model, "varnet", device, nfe=1)  # one pass through the cascades
 
 
