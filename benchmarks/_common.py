@@ -33,6 +33,42 @@ def shared_data_dir(arg: str | None = None) -> Path | None:
     return None
 
 
+def probe_command(config: str, out: Path, minutes: float, max_steps: int, val_every: int,
+                  sets: dict[str, object]) -> list[str]:
+    """A short probe training: ``config`` from scratch for ``minutes`` of wall time on one thread, with the
+    long run's schedule (``max_steps``), validation every ``val_every`` steps, no intermediate checkpoints and the
+    extra ``--set key=value`` overrides ``sets``."""
+    import sys
+
+    cmd = [sys.executable, "-m", "mrrecon.train", config, "--out", str(out),
+           "--set", "train.threads=1", "--set", f"train.max_time_s={int(minutes * 60)}",
+           "--set", f"train.max_steps={max_steps}", "--set", f"train.val_every={val_every}",
+           "--set", "train.checkpoint_every=100000", "--set", "train.progress=false"]
+    for key, value in sets.items():
+        cmd += ["--set", f"{key}={value}"]
+    return cmd
+
+
+def run_probes(groups: list[dict[str, list[str]]], runs: Path, cwd: Path) -> None:
+    """Run each group of probe commands ({log name: command}) side by side, one thread each, groups one after
+    the other; logs in ``runs/<name>.log``. Exits with a message naming the log of a probe that failed."""
+    import subprocess
+    import sys
+
+    runs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for group in groups:
+        procs = []
+        for name, cmd in group.items():
+            log = open(runs / f"{name}.log", "w")  # noqa: SIM115 -- closed when the group ends
+            procs.append((subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        for proc, log in procs:
+            proc.wait()
+            log.close()
+            if proc.returncode:
+                sys.exit(f"probe failed (exit {proc.returncode}); see {log.name}")
+
+
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3) -> dict[str, dict]:
     """Time several functions round-robin (so machine noise hits all alike); ms statistics and page faults."""
     for fn in fns.values():

@@ -18,11 +18,11 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 REPO = HERE.parent
 
 # name: (config, long-run max_steps, val_every, model overrides)
@@ -35,30 +35,20 @@ PROBES = {
 PAIRS = (("unet-c16p3", "unet-c32p4"), ("varnet-5x8", "varnet-8x12"))
 
 
-def probe_command(name: str, runs: Path, minutes: float) -> list[str]:
-    config, max_steps, val_every, params = PROBES[name]
-    cmd = [sys.executable, "-m", "mrrecon.train", f"configs/{config}.yaml", "--out", str(runs / f"probe-{name}"),
-           "--set", "train.threads=1", "--set", f"train.max_time_s={int(minutes * 60)}",
-           "--set", f"train.max_steps={max_steps}", "--set", f"train.val_every={val_every}",
-           "--set", "train.checkpoint_every=100000", "--set", "train.progress=false"]
-    for k, v in params.items():
-        cmd += ["--set", f"model.params.{k}={v}"]
-    return cmd
-
-
 def run(args) -> None:
+    from _common import probe_command, run_probes
+
     runs = Path(os.path.expanduser(args.runs))
-    runs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    groups = []
     for pair in PAIRS:
-        procs = []
+        group = {}
         for name in pair:
-            log = open(runs / f"probe-{name}.log", "w")  # noqa: SIM115 -- closed when the pair ends
-            procs.append((subprocess.Popen(probe_command(name, runs, args.minutes), cwd=REPO, env=env,
-                                           stdout=log, stderr=subprocess.STDOUT), log))
-        for p, log in procs:
-            p.wait()
-            log.close()
+            config, max_steps, val_every, params = PROBES[name]
+            group[f"probe-{name}"] = probe_command(f"configs/{config}.yaml", runs / f"probe-{name}", args.minutes,
+                                                   max_steps, val_every,
+                                                   {f"model.params.{k}": v for k, v in params.items()})
+        groups.append(group)
+    run_probes(groups, runs, REPO)
 
 
 def collect(args) -> None:

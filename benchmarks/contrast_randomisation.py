@@ -29,7 +29,6 @@ if __name__ == "__main__":  # thread counts must be fixed before numpy / torch s
     pin_threads_from_argv()
 
 import os  # noqa: E402
-import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -43,50 +42,27 @@ CONFIG = "configs/unet-small.yaml"
 PROBES = {"random": None, "named": "[T1, T2, PD, FLAIR]"}  # probe -> data.train_contrasts (None: all five)
 LONG_RUN_STEPS = 34000  # the schedule of the long run, so a probe is its first minutes
 SETTINGS = (("random1d", 4), ("random1d", 8), ("poisson2d", 4))
-REAL_SINGLE = {
-    "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",
-    "brain_flair(#8)": "fastmri_singlecoil_ssdm/brain2.npy",
-    "brain_mgre(#11)": "mgre_brain_complex_ssdm/img1_slice_50.npy",
-    "brain_mgre(#12)": "mgre_brain_complex_ssdm/img1_slice_60.npy",
-    "brain_mgre(#13)": "mgre_brain_complex_ssdm/img1_slice_70.npy",
-    "brain_mgre(#14)": "mgre_brain_complex_ssdm/img1_slice_80.npy",
-}
 
 
 def probe_dir(runs: Path, name: str) -> Path:
     return runs / f"probe-contrast-{name}"
 
 
-def probe_command(runs: Path, name: str, minutes: float) -> list[str]:
-    cmd = [sys.executable, "-m", "mrrecon.train", CONFIG, "--out", str(probe_dir(runs, name)),
-           "--set", "train.threads=1", "--set", f"train.max_time_s={int(minutes * 60)}",
-           "--set", f"train.max_steps={LONG_RUN_STEPS}", "--set", "train.val_every=600",
-           "--set", "train.checkpoint_every=100000", "--set", "train.progress=false"]
-    if PROBES[name] is not None:
-        cmd += ["--set", f"data.train_contrasts={PROBES[name]}"]
-    return cmd
-
-
 def run(args) -> None:
+    from _common import probe_command, run_probes
+
     runs = Path(os.path.expanduser(args.runs))
-    runs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    names = list(PROBES)
-    for start in range(0, len(names), args.jobs):
-        procs = []
-        for name in names[start:start + args.jobs]:
-            log = open(runs / f"probe-contrast-{name}.log", "w")  # noqa: SIM115 -- closed below
-            procs.append((subprocess.Popen(probe_command(runs, name, args.minutes), cwd=REPO, env=env,
-                                           stdout=log, stderr=subprocess.STDOUT), log))
-        for p, log in procs:
-            p.wait()
-            log.close()
-            if p.returncode:
-                raise SystemExit(f"probe failed (exit {p.returncode}); see {log.name}")
+    commands = {f"probe-contrast-{name}": probe_command(
+        CONFIG, probe_dir(runs, name), args.minutes, LONG_RUN_STEPS, 600,
+        {} if contrasts is None else {"data.train_contrasts": contrasts}) for name, contrasts in PROBES.items()}
+    names = list(commands)
+    run_probes([{n: commands[n] for n in names[i:i + args.jobs]} for i in range(0, len(names), args.jobs)], runs,
+               REPO)
 
 
 def real_cases(root: Path) -> list[tuple[str, str, list]]:
     """(group, name, [Sample]) for every real brain image and setting."""
+    from baselines import SINGLE_COIL_BRAINS
     from classical import load_fully_sampled  # #17 (cropped), #18, #20 as the classical benchmark reads them
 
     from mrrecon.data.datasets import derive_seed, make_slice_sample, samples_from_file
@@ -94,7 +70,7 @@ def real_cases(root: Path) -> list[tuple[str, str, list]]:
     from mrrecon.physics.masks import make_mask
 
     cases = []
-    for name, rel in REAL_SINGLE.items():
+    for name, rel in SINGLE_COIL_BRAINS.items():
         p = root / rel
         if p.is_file():
             for kind, acc in SETTINGS:
