@@ -25,6 +25,8 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
   of one network evaluation (x0_hat = alpha_t x_t - sigma_t v_hat, eval mode) against that of the zero-filled
   condition itself. A 1-step sampler (and the first steps of any sampler) relies on x0_hat at t = T, where x_t is
   pure noise and the condition is the only information: there x0_hat should beat the zero-filled image.
+* ``widths`` -> ssdm_widths.json: the 1-step sampler with networks of width 8, 12 and 16 (random weights) timed
+  round-robin with unet on the ``timing`` slice: which widths fit the paper's 1.25x.
 * ``uncertainty`` -> docs/img/ssdm_uncertainty.png: mean and standard deviation of 5 samples (different x_T) of
   the 1-step and the 8-step students on a knee slice at 4x, 8x and 12x (Fig. 8).
 """
@@ -170,6 +172,28 @@ def part_timing(args, work: Path) -> dict:
             "command": f"python benchmarks/ssdm.py --parts timing --repeats {args.repeats} --threads {args.threads}"}
 
 
+def part_widths(args, work: Path) -> dict:
+    """Time of the 1-step sampler at several network widths against unet, round-robin on one 320x320 slice: the
+    shipped student's sampler with freshly initialised networks of each width (time does not depend on the
+    values), so the widths a student within the timing target could have are known before training one."""
+    from mrrecon.methods.ssdm.model import SSDMModel
+
+    sample, source = _shared_or_simulated_slice(args, work, 8.0, SHARED_SINGLE_COIL["brain_flair(#7)"])
+    unet, shipped = load("unet"), load("ssdm")
+    fns, params = {"unet": lambda: unet.reconstruct(sample)}, {}
+    for width in (8, 12, 16):
+        method = load("ssdm")
+        config = {**vars(shipped.model.config), "width": width}
+        method.model = SSDMModel.from_config(config).eval()
+        params[f"ssdm width {width}"] = sum(p.numel() for p in method.model.parameters())
+        fns[f"ssdm width {width}"] = (lambda m: lambda: m.reconstruct(sample))(method)
+    stats = time_interleaved(fns, repeats=max(3, args.repeats // 4), warmup=2)
+    unet_ms = stats["unet"]["median_ms"]
+    return {"source": source, "shape": list(sample.shape), "environment": environment(), "timing": stats,
+            "parameters": params, "over_unet": {k: v["median_ms"] / unet_ms for k, v in stats.items() if k != "unet"},
+            "command": f"python benchmarks/ssdm.py --parts widths --repeats {args.repeats} --threads {args.threads}"}
+
+
 def part_uncertainty(args, work: Path) -> dict:
     methods = {"ssdm (1 step)": load("ssdm"), "ssdm:steps=8": load("ssdm:steps=8")}
     pngs, stats = [], {}
@@ -251,7 +275,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing,
-             "uncertainty": part_uncertainty, "noise_levels": part_noise_levels}
+             "uncertainty": part_uncertainty, "noise_levels": part_noise_levels, "widths": part_widths}
     for name in args.parts.split(","):
         if name not in parts:
             raise SystemExit(f"unknown part {name!r}; choose from {', '.join(parts)}")
