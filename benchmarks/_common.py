@@ -33,6 +33,17 @@ def shared_data_dir(arg: str | None = None) -> Path | None:
     return None
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """A path as results files and cards write it: relative to the repository when inside it, else with the home
+    folder as ~ (no machine paths in the repo)."""
+    p = os.path.realpath(os.path.expanduser(str(path)))
+    repo = str(Path(__file__).resolve().parents[1])
+    if p.startswith(repo + os.sep):
+        return os.path.relpath(p, repo)
+    home = os.path.realpath(os.path.expanduser("~"))
+    return "~" + p[len(home):] if p == home or p.startswith(home + os.sep) else p
+
+
 def probe_command(config: str, out: Path, minutes: float, max_steps: int, val_every: int,
                   sets: dict[str, object]) -> list[str]:
     """A short probe training: ``config`` from scratch for ``minutes`` of wall time on one thread, with the

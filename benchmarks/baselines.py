@@ -44,7 +44,7 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _common import shared_data_dir, slim_results  # noqa: E402
+from _common import display_path, shared_data_dir, slim_results  # noqa: E402
 
 import mrrecon  # noqa: E402,F401  (allocator settings)
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
@@ -121,10 +121,12 @@ def part_noise(args, work: Path) -> dict:
     methods = {m: load(m) for m in ("zero-filled", "cg-sense", "l1-wavelet")}
     for label, folder in checkpoints.items():
         kind = json.loads((Path(os.path.expanduser(folder)) / "config.json").read_text())["model_type"]
-        methods[label] = load(kind, checkpoint=os.path.expanduser(folder))
+        folder = os.path.expanduser(folder)
         if kind == "varnet":  # the paper's output and the one with the measured samples put back
-            methods[label] = load(kind, checkpoint=os.path.expanduser(folder), final_dc="none")
-            methods[f"{label} final_dc=hard"] = load(kind, checkpoint=os.path.expanduser(folder), final_dc="hard")
+            methods[label] = load(kind, checkpoint=folder, final_dc="none")
+            methods[f"{label} final_dc=hard"] = load(kind, checkpoint=folder, final_dc="hard")
+        else:
+            methods[label] = load(kind, checkpoint=folder)
     rows = []
     for level in NOISE_LEVELS:
         files = simulate_dataset(work / f"noise-{level:g}", subjects=2, size=256, coils=8, contrasts=("T1", "T2"),
@@ -144,18 +146,10 @@ def part_noise(args, work: Path) -> dict:
                                              for m in methods}
              for mask in ("poisson2d", "random1d") for level in NOISE_LEVELS}
     return {"command": f"python benchmarks/baselines.py --parts noise --threads {args.threads}"
-                       + "".join(f" --checkpoint {k}={_home(v)}" for k, v in checkpoints.items() if args.checkpoint),
-            "checkpoints": {k: _home(v) for k, v in checkpoints.items()}, "noise_levels": list(NOISE_LEVELS),
+                       + "".join(f" --checkpoint {k}={display_path(v)}"
+                                 for k, v in checkpoints.items() if args.checkpoint),
+            "checkpoints": {k: display_path(v) for k, v in checkpoints.items()}, "noise_levels": list(NOISE_LEVELS),
             "psnr": table, "rows": rows}
-
-
-def _home(path: str) -> str:
-    """A path as the card writes it: under the home folder as ~, under the repository relative to it."""
-    p = os.path.realpath(os.path.expanduser(path))
-    repo = str(HERE.parent)
-    if p.startswith(repo + os.sep):
-        return os.path.relpath(p, repo)
-    return p.replace(os.path.expanduser("~"), "~", 1)
 
 
 PARTS = {"sim": part_sim, "shared": part_shared, "single": part_single, "noise": part_noise}

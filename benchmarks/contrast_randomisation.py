@@ -61,31 +61,14 @@ def run(args) -> None:
 
 
 def real_cases(root: Path) -> list[tuple[str, str, list]]:
-    """(group, name, [Sample]) for every real brain image and setting."""
+    """(group, name, [Sample]) for every real brain image and setting (the learned-quality benchmark's readers)."""
     from baselines import SINGLE_COIL_BRAINS
-    from classical import load_fully_sampled  # #17 (cropped), #18, #20 as the classical benchmark reads them
+    from learned_quality import real_multicoil_cases, real_single_coil_cases
 
-    from mrrecon.data.datasets import derive_seed, make_slice_sample, samples_from_file
-    from mrrecon.data.sample import SampleMeta
-    from mrrecon.physics.masks import make_mask
-
-    cases = []
-    for name, rel in SINGLE_COIL_BRAINS.items():
-        p = root / rel
-        if p.is_file():
-            for kind, acc in SETTINGS:
-                cases.append(("real single-coil", name,
-                              list(samples_from_file(p, mask_kind=kind, acceleration=acc, seed=0))))
-    for name, k in load_fully_sampled(root).items():
-        for kind, acc in SETTINGS:
-            seed = derive_seed(0, name, 0, "mask")
-            mask = make_mask(kind, tuple(k.shape[-2:]), acc, seed=seed)
-            meta = SampleMeta(file=name, slice=0, seed=seed)
-            cases.append(("real multi-coil", name, [make_slice_sample(k, mask, normalise="max", meta=meta)]))
-    return cases
+    return real_single_coil_cases(root, SINGLE_COIL_BRAINS, SETTINGS) + real_multicoil_cases(root, SETTINGS)
 
 
-def simulated_cases(runs: Path) -> list[tuple[str, str, list]]:
+def simulated_cases() -> list[tuple[str, str, list]]:
     from mrrecon.data.datasets import samples_from_file
     from mrrecon.train.config import load_config
     from mrrecon.train.data import prepare_simulated
@@ -100,7 +83,7 @@ def simulated_cases(runs: Path) -> list[tuple[str, str, list]]:
 
 
 def evaluate(args) -> None:
-    from _common import environment, shared_data_dir
+    from _common import display_path, environment, shared_data_dir
 
     from mrrecon.core.reconstructor import load
     from mrrecon.core.runner import score_volume
@@ -118,7 +101,7 @@ def evaluate(args) -> None:
     methods = {"zero-filled": load("zero-filled")} | {k: load("unet", checkpoint=str(p))
                                                       for k, p in checkpoints.items()}
     root = shared_data_dir(args.data)
-    cases = (real_cases(root) if root else []) + simulated_cases(runs)
+    cases = (real_cases(root) if root else []) + simulated_cases()
     rows = []
     for group, name, samples in cases:
         for spec, method in methods.items():
@@ -147,9 +130,10 @@ def evaluate(args) -> None:
 
     result = {"command": "python benchmarks/contrast_randomisation.py run --minutes "
                          f"{args.minutes:g}; python benchmarks/contrast_randomisation.py evaluate"
-                         + "".join(f" --extra {e}" for e in args.extra),
+                         + "".join(f" --extra {label}={display_path(path)}"
+                                   for label, path in (e.split("=", 1) for e in args.extra)),
               "probes": {n: {"train_contrasts": PROBES[n], "steps": _steps(probe_dir(runs, n))} for n in PROBES},
-              "checkpoints": {k: str(p).replace(str(Path.home()), "~") for k, p in checkpoints.items()},
+              "checkpoints": {k: display_path(p) for k, p in checkpoints.items()},
               "real_brains": table(("real single-coil", "real multi-coil")),
               "real_single_coil": table(("real single-coil",)),
               "real_multi_coil": table(("real multi-coil",)),

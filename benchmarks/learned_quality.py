@@ -79,26 +79,30 @@ def simulated_cases(folder: Path, subjects: int, slices: int, seed: int) -> list
     return cases
 
 
-def real_single_coil_cases(root: Path) -> list[tuple[str, str, list]]:
+def real_single_coil_cases(root: Path, files: dict[str, str] = SINGLE_COIL,
+                           settings=tuple(("random1d", a) for a in ACCELERATIONS)) -> list[tuple[str, str, list]]:
+    """(group, name, [Sample]) per single-coil file ({name: path under root}) and (mask kind, acceleration)."""
     cases = []
-    for name, rel in SINGLE_COIL.items():
+    for name, rel in files.items():
         p = root / rel
         if not p.exists():
             continue
-        for a in ACCELERATIONS:
-            cases.append(("real single-coil", name, list(samples_from_file(p, mask_kind="random1d", acceleration=a,
+        for kind, a in settings:
+            cases.append(("real single-coil", name, list(samples_from_file(p, mask_kind=kind, acceleration=a,
                                                                            seed=0))))
     return cases
 
 
-def real_multicoil_cases(root: Path) -> list[tuple[str, str, list]]:
+def real_multicoil_cases(root: Path, settings=tuple(("random1d", a) for a in ACCELERATIONS)
+                         ) -> list[tuple[str, str, list]]:
+    """(group, name, [Sample]) per multi-coil brain (#17 cropped, #18, #20) and (mask kind, acceleration)."""
     from classical import load_fully_sampled  # the classical benchmark's cases (#17 cropped, #18, #20)
 
     cases = []
     for name, k in load_fully_sampled(root).items():
-        for a in ACCELERATIONS:
+        for kind, a in settings:
             seed = derive_seed(0, name, 0, "mask")
-            mask = make_mask("random1d", tuple(k.shape[-2:]), a, seed=seed)
+            mask = make_mask(kind, tuple(k.shape[-2:]), a, seed=seed)
             meta = SampleMeta(file=name, slice=0, seed=seed)
             cases.append(("real multi-coil", name, [make_slice_sample(k, mask, normalise="max", meta=meta)]))
     return cases

@@ -84,8 +84,6 @@ def benchmark_section(title: str, what: str):
                  f"device {env.get('device')}; torch {env.get('torch')}. "
                  f"Elapsed {d.get('elapsed_seconds', 0):.0f} s.\n",
                  summary_table_markdown(d["summary"])]
-        if d.get("note"):  # a caveat added to a results file after it was written (e.g. weights replaced since)
-            lines.insert(2, f"{d['note']}\n")
         if d.get("paired"):  # benchmark --compare-to: per-volume differences against the reference method
             lines.append(paired_table_markdown(d["paired"]).rstrip() + "\n")
         if d.get("errors"):

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset, Sampler
 
 from mrrecon.data.datasets import PairedSliceDataset, SliceDataset, derive_seed, make_slice_sample
 from mrrecon.data.fastmri import FastMRIFile, clamp_crop_size
-from mrrecon.data.paired import find_pairs
+from mrrecon.data.paired import find_pairs, parse_contrast_name
 from mrrecon.data.sample import Sample, SampleMeta
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.physics.coils import rss
@@ -431,11 +431,11 @@ def build_validation_set(data: DataConfig, seed: int, files: Sequence[Path] | No
 
 
 def select_contrasts(files: Sequence[Path], contrasts: Sequence[str]) -> list[Path]:
-    """The simulated files (named ``sub{index}_{CONTRAST}.h5`` by ``simulate_dataset``) of ``contrasts``."""
+    """The simulated files (``sub{index}_{CONTRAST}.h5``, read by the pairing module's naming rule) of ``contrasts``."""
     from mrrecon.data.phantom.contrast import canonical_contrast
 
     wanted = {canonical_contrast(c) for c in contrasts}
-    return [Path(f) for f in files if Path(f).stem.split("_", 1)[-1] in wanted]
+    return [Path(f) for f in files if (parsed := parse_contrast_name(f)) is not None and parsed[1] in wanted]
 
 
 def build_training_slices(data: DataConfig, seed: int, files: Sequence[Path] | None = None) -> TrainingSlices:
