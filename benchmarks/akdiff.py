@@ -19,6 +19,11 @@ super-resolution setting ``acs_only`` (a centred box of 128/320 of the matrix pe
 
 Analysis groups:
 
+* ``sampler``: Algorithm 1's settings the paper leaves open (the corrector's r, the output: line 16's z_0 or the
+  last step's corrected projection) and M, each variant of ``--variants`` one ``akdiff:<options>`` method, on
+  ``--sim-files`` slices of the validation seed (1) at 128 x 128, uniform1d 6x: the defaults are chosen here,
+  never on the held-out seed 2;
+
 * ``diagnostics``: on one held-out simulated slice (T1, 128 x 128 full FOV, seed 2): (a) the score-matching
   loss of the network relative to that of h = z (no network) at several t, same noise draw (< 1: the network
   denoises / deblurs); (b) unless ``--skip-sampling``, PC sampling (uniform 6x, N = 50, M = 1, SLR) with the exact
@@ -36,6 +41,7 @@ Analysis groups:
 Usage:
     python benchmarks/akdiff.py --group sim [--sim-files 4] [--matrices 128,full] [--methods ...] [--threads 1]
     python benchmarks/akdiff.py --group shared [--data DIR] [--matrices 128,full]
+    python benchmarks/akdiff.py --group sampler [--variants "output=state;output=corrected"] [--sim-files 4]
     python benchmarks/akdiff.py --group diagnostics [--checkpoint runs/akdiff-small/final] [--skip-sampling]
     python benchmarks/akdiff.py --group units [--config configs/akdiff-small.yaml]
     python benchmarks/akdiff.py --group speed [--steps 6] [--candidates a,b]
@@ -74,6 +80,10 @@ METHODS = "zero-filled,grappa,loraks,l1-wavelet,akdiff,akdiff-no-sscoil,akdiff-n
 SR_METHODS = "zero-filled,akdiff"
 SR_FRACTION = 128 / 320  # paper: 128 x 128 ACS of a 320 x 320 matrix
 TRAIN_MATRIX = 128
+VALIDATION_SEED = 1  # the sampler group tunes Algorithm 1's free settings on these, never on HELDOUT_SEED
+# Algorithm 1's settings the paper does not give (r, the output) and M, tried by the sampler group
+SAMPLER_VARIANTS = ("snr=0.16;output=corrected;snr=0.08:output=corrected;snr=0.04:output=corrected;"
+                    "corrector_steps=0;corrector_steps=0:output=corrected")
 FULL_SIM_MATRIX = 256
 HELDOUT_SEED = 2  # configs/akdiff-small.yaml: seed 0 (train), 1 (validation)
 # network candidates of the speed group (model.params overrides of configs/akdiff-small.yaml)
@@ -121,7 +131,8 @@ def run_group(name: str, specs: list[DataSpec], data_root: Path, args, tag: str)
     settings = [("uniform1d", 6.0, None, args.methods)]
     if args.random:
         settings.append(("random1d", 6.0, None, args.methods))
-    settings.append(("acs_only", 6.25, SR_FRACTION, args.sr_methods))
+    if args.sr_methods:
+        settings.append(("acs_only", 6.25, SR_FRACTION, args.sr_methods))
     for mask, accel, cf, methods in settings:
         cfg = BenchmarkConfig(methods=methods, masks=(mask,), accels=(accel,), center_fraction=cf, seed=0,
                               max_slices=1, warmup=False, figures=0)
@@ -369,7 +380,7 @@ def speed(config_path: str, candidates: list[str], steps: int, warmup: int) -> l
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--group", choices=("sim", "shared", "diagnostics", "units", "speed"), required=True)
+    ap.add_argument("--group", choices=("sim", "shared", "sampler", "diagnostics", "units", "speed"), required=True)
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--sr-methods", default=SR_METHODS)
     ap.add_argument("--random", action="store_true", help="also random1d 6x")
@@ -380,6 +391,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="shared real data folder")
     ap.add_argument("--checkpoint", default=None, help="model folder for akdiff / akdiff-no-slr (and diagnostics)")
     ap.add_argument("--checkpoint-no-sscoil", default=None, help="model folder for akdiff-no-sscoil")
+    ap.add_argument("--variants", default=SAMPLER_VARIANTS,
+                    help="sampler: ';'-separated akdiff option strings (a:b=c:d=e), each one method")
     ap.add_argument("--skip-sampling", action="store_true", help="diagnostics: loss ratios only")
     ap.add_argument("--config", default=str(REPO / "configs" / "akdiff-small.yaml"))
     ap.add_argument("--max-slices", type=int, default=None, help="units: slices per set (default: all)")
@@ -405,7 +418,12 @@ def main() -> None:
         return
     use_checkpoint(args.checkpoint, args.checkpoint_no_sscoil)
     parts = {}
-    for matrix in args.matrices.split(","):
+    if args.group == "sampler":  # uniform1d 6x on validation-seed slices at the training matrix
+        specs, root = sim_specs(args.sim_files, TRAIN_MATRIX, seed=VALIDATION_SEED)
+        args.methods = ",".join(["zero-filled"] + [f"akdiff:{v}" for v in args.variants.split(";")])
+        args.sr_methods = ""
+        parts.update(run_group(args.group, specs, root, args, f"val{TRAIN_MATRIX}"))
+    for matrix in args.matrices.split(",") if args.group != "sampler" else []:
         if args.group == "sim":
             size = TRAIN_MATRIX if matrix == str(TRAIN_MATRIX) else FULL_SIM_MATRIX
             specs, root = sim_specs(args.sim_files, size)

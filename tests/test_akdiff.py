@@ -415,6 +415,29 @@ def test_pc_sampler_runs_is_seeded_and_counts_evaluations():
         assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("correction", ["slr", "dc"])
+def test_corrected_output_keeps_measured_samples_and_skips_the_last_moves(correction):
+    """output=corrected returns line 6's z0'' of the last step (M z = y exactly); line 16's z_0 (state) carries
+    the last step's noise and Langevin moves, so it does not keep the measured samples."""
+    from mrrecon.physics.kspace import mask_as_grid, real_mask
+
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "calib_size": 12}).eval()
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    k, y, mask = _undersampled()
+    m = real_mask(mask_as_grid(mask, y[None])[0], y).expand_as(y).bool()
+    kw = dict(steps=3, corrector_steps=1, seed=5, slr_iters=3, correction=correction)
+    corrected = PCSampler(model, output="corrected", **kw)
+    z = corrected.sample(y, mask)
+    state = PCSampler(model, **kw).sample(y, mask)
+    assert corrected.last_nfe == 5  # N (1 + M) - M: no corrector after the last predictor step
+    assert float((z[m] - y[m]).abs().max()) < 1e-4 * float(y.abs().max())
+    assert float((state[m] - y[m]).abs().max()) > 1e-2 * float(y.abs().max())
+    with pytest.raises(ConfigError):
+        PCSampler(model, output="nope")
+
+
 class _OracleModel:
     """The exact h (h = z(0) for every input): Algorithm 1 must then recover z(0) up to its final noise."""
 

@@ -288,6 +288,29 @@ def test_csca_couples_both_sequences():
 # --------------------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dilation,shape", [(2, (2, 6, 24, 36)), (3, (1, 5, 18, 27)), (2, (1, 4, 23, 24)),
+                                             (1, (1, 4, 16, 16))])
+def test_polyphase_depthwise_conv_equals_the_grouped_convolution(dilation, shape):
+    """DepthwiseConv2d (polyphase for a dilated "same" conv; the grouped conv when a size is not divisible by the
+    dilation) gives the grouped convolution's output and gradients, with the same parameter names."""
+    from mrrecon.nn.depthwise import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    c = shape[1]
+    ref = torch.nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation, groups=c).double()
+    new = DepthwiseConv2d(c, 3, padding=dilation, dilation=dilation).double()
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    a, b = ref(x), new(x)
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+    up = torch.randn_like(a)
+    ga = torch.autograd.grad((a * up).sum(), [x, ref.weight, ref.bias])
+    gb = torch.autograd.grad((b * up).sum(), [x, new.weight, new.bias])
+    for p, q in zip(ga, gb, strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-10)
+    assert new._polyphase(x) == (dilation > 1 and shape[-2] % dilation == 0 and shape[-1] % dilation == 0)
+
+
 def test_model_output_keeps_measurements_and_loss_is_eq25():
     torch.manual_seed(0)
     model = IMAModel(TINY)

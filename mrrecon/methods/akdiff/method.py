@@ -75,11 +75,14 @@ def _build(name: str, default_weights: str, checkpoint: str | None = None, devic
            subspace: Annotated[str, "Sbar Sbar^*: espirit (paper) | sos | slr | identity"] = _S.subspace,
            calib_size: Annotated[int, "ESPIRiT calibration region"] = _S.calib_size,
            seed: Annotated[int, "sampler seed (initial noise and every noise draw)"] = _S.seed,
+           output: Annotated[str, "state (line 16's z_0, the paper) | corrected (line 6's z0'' of the last "
+                                  "step: no last noise and Langevin moves)"] = _S.output,
            ) -> AKDiffusionReconstructor:
     return AKDiffusionReconstructor(name, checkpoint, device, default_weights, steps=steps,
                                     corrector_steps=corrector_steps, snr=snr, lam=lam, correction=correction,
                                     data_weight=data_weight, slr_iters=slr_iters, kernel_radius=kernel_radius,
-                                    energy=energy, subspace=subspace, calib_size=calib_size, seed=seed)
+                                    energy=energy, subspace=subspace, calib_size=calib_size, seed=seed,
+                                    output=output)
 
 
 # every setting of Algorithm 1 is an option
@@ -87,9 +90,10 @@ assert set(factory_options(partial(_build, "akdiff", DEFAULT_WEIGHTS))) == {f.na
 
 
 def _nfe(method: AKDiffusionReconstructor) -> int:
-    """N (1 + M): one score evaluation per predictor step and per corrector step."""
+    """N (1 + M): one score evaluation per predictor step and per corrector step (output=corrected skips the
+    last step's M corrector evaluations)."""
     s = method.sampler.settings
-    return s.steps * (1 + s.corrector_steps)
+    return s.steps * (1 + s.corrector_steps) - (s.corrector_steps if s.output == "corrected" else 0)
 
 
 # No hard-DC claim: line 6 makes the network's estimate consistent, but the sample z_0 takes the predictor's and

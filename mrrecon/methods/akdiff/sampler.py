@@ -16,6 +16,11 @@ computed from the measured samples only, and converts the result back):
    13:      z_i = z_i + eta g + sqrt(2 eta) Sbar Sbar^* n
    16: output z_0
 
+``output`` (not in the paper's text; docs/akdiff.md "Choices"): ``state`` returns line 16's z_0 (the paper);
+``corrected`` returns z0'' of the last predictor step (line 6 at t_1: the PI model's solution next to the
+network's projection h(z_1, t_1)), i.e. the reverse process's estimate of z(0) without the last step's noise
+and Langevin moves (score_sde's final "noise removal" step plays the same role).
+
 Division by Sbar Sbar^* followed by multiplication with it (lines 7-8, 11-13) is the projection onto its range;
 for the projections (ESPIRiT / sos maps, identity) that is Sbar Sbar^* itself, which is what we apply; for the
 SLR operator (not idempotent) applying the operator is the documented approximation.
@@ -50,9 +55,10 @@ from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.kspace import mask_as_grid, real_mask
 from mrrecon.physics.operators import KSpaceMask
 
-__all__ = ["CORRECTIONS", "PCSampler", "SamplerSettings"]
+__all__ = ["CORRECTIONS", "OUTPUTS", "PCSampler", "SamplerSettings"]
 
 CORRECTIONS = ("slr", "dc", "none")
+OUTPUTS = ("state", "corrected")
 
 
 @dataclass
@@ -71,12 +77,15 @@ class SamplerSettings:
     subspace: str = "espirit"  # espirit | sos | slr | identity
     calib_size: int = 24  # ESPIRiT calibration region (searched for the largest fully sampled block)
     seed: int = 0
+    output: str = "state"  # state (line 16: z_0, the paper) | corrected (z0'' of the last predictor step)
 
     def __post_init__(self):
         if self.correction not in CORRECTIONS:
             raise ConfigError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
         if self.subspace not in SUBSPACES:
             raise ConfigError(f"subspace must be one of {SUBSPACES}, got {self.subspace!r}")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.steps < 1 or self.corrector_steps < 0:
             raise ConfigError(f"need steps >= 1 and corrector_steps >= 0, got {self.steps}, {self.corrector_steps}")
         if self.snr <= 0 or self.lam < 0:
@@ -141,6 +150,9 @@ class PCSampler:
             h = model(z, t[i + 1])  # line 5
             nfe += 1
             h_corr = correct(h)  # line 6
+            if i == 0 and s.output == "corrected":  # z0'' at t_1: no last noise / Langevin step
+                self.last_nfe = nfe
+                return h_corr[0] if squeeze else h_corr
             score_step = proj(big_g[i + 1] * h - z) * ((var[i + 1] - var[i]) / var[i + 1])  # line 7 (x step)
             z = (z - (big_g[i + 1] - big_g[i]) * h_corr + score_step
                  + (var[i + 1] - var[i]) ** 0.5 * proj(n))  # line 8

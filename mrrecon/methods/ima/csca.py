@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrrecon.errors import ConfigError
+from mrrecon.nn.depthwise import DepthwiseConv2d
 
 __all__ = ["CSCA", "MultiScaleQKV", "PixelCoupling"]
 
@@ -40,8 +41,8 @@ class MultiScaleQKV(nn.Module):
     def __init__(self, in_channels: int, dim: int):
         super().__init__()
         self.qkv = nn.Conv2d(in_channels, 3 * dim, 1)
-        self.scale1 = nn.Conv2d(3 * dim, 3 * dim, 3, padding=1, groups=3 * dim)
-        self.scale2 = nn.Conv2d(3 * dim, 3 * dim, 3, padding=2, dilation=2, groups=3 * dim)
+        self.scale1 = DepthwiseConv2d(3 * dim, 3, padding=1)
+        self.scale2 = DepthwiseConv2d(3 * dim, 3, padding=2, dilation=2)  # polyphase: the fast CPU path
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f = self.qkv(x)
