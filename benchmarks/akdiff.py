@@ -59,6 +59,7 @@ if __name__ == "__main__":  # thread counts must be fixed before numpy / torch s
 
 import math  # noqa: E402
 import os  # noqa: E402
+import shlex  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -70,7 +71,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import environment, shared_data_dir, slim_results  # noqa: E402
+from _common import display_path, environment, shared_data_dir, slim_results  # noqa: E402
 
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, read_manifest, run_benchmark  # noqa: E402
@@ -125,6 +126,12 @@ def shared_specs(root: Path, matrix: str = "full") -> list[DataSpec]:
     return [DataSpec(s.path, {**s.options, "kspace_crop": (n, n)}) for s in specs]
 
 
+def command_line() -> str:
+    """This run's command as results files record it: paths via display_path (no machine paths), quoted."""
+    args = [display_path(a) if os.path.exists(os.path.expanduser(a)) else a for a in sys.argv[1:]]
+    return "python benchmarks/akdiff.py " + " ".join(shlex.quote(a) for a in args)
+
+
 def run_group(name: str, specs: list[DataSpec], data_root: Path, args, tag: str) -> dict:
     out_dir = REPO / "runs" / "bench" / f"akdiff_{name}_{tag}"
     parts = {}
@@ -137,7 +144,7 @@ def run_group(name: str, specs: list[DataSpec], data_root: Path, args, tag: str)
         cfg = BenchmarkConfig(methods=methods, masks=(mask,), accels=(accel,), center_fraction=cf, seed=0,
                               max_slices=1, warmup=False, figures=0)
         res = run_benchmark(specs, cfg, out_dir / f"{mask}", progress=False, overwrite=True)  # measure anew
-        parts[f"{tag}/{mask}_{accel:g}x"] = slim_results(res, "python benchmarks/akdiff.py " + " ".join(sys.argv[1:]),
+        parts[f"{tag}/{mask}_{accel:g}x"] = slim_results(res, command_line(),
                                                          data_root=data_root)
     return parts
 
@@ -403,7 +410,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="default benchmarks/results/akdiff_<group>.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/akdiff.py " + " ".join(sys.argv[1:])
+    command = command_line()
     out = Path(args.out or REPO / "benchmarks" / "results" / f"akdiff_{args.group}.json")
     if args.group in ("diagnostics", "units", "speed"):
         if args.group == "diagnostics":
