@@ -37,7 +37,9 @@ def test_train_all_script_trains_every_shipped_model_within_a_tiny_budget(tmp_pa
     before = _weights_stamp()
     out = tmp_path / "out"
     tiny = ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=4", "data.simulation.val_subjects=1",
-            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4", "data.crop=[64,64]",
+            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4",
+            "data.simulation.single_coil_fraction=0",  # one coil count: LDPM's batch-16 stage needs 16 of one shape
+            "data.crop=[64,64]",
             "data.val_crop=null", "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2",
             "train.threads=1", "train.tensorboard=false",
             f"data.train_path={pairs / 'train'}", f"data.val_path={pairs / 'val'}"]
