@@ -132,14 +132,19 @@ def command_line() -> str:
     return "python benchmarks/akdiff.py " + " ".join(shlex.quote(a) for a in args)
 
 
-def run_group(name: str, specs: list[DataSpec], data_root: Path, args, tag: str) -> dict:
+def mask_settings(methods: str, sr_methods: str, random: bool) -> list[tuple]:
+    """(mask, acceleration, centre fraction, methods) of one group: uniform1d 6x, random1d 6x, acs_only."""
+    settings = [("uniform1d", 6.0, None, methods)]
+    if random:
+        settings.append(("random1d", 6.0, None, methods))
+    if sr_methods:
+        settings.append(("acs_only", 6.25, SR_FRACTION, sr_methods))
+    return settings
+
+
+def run_group(name: str, specs: list[DataSpec], data_root: Path, settings: list[tuple], tag: str) -> dict:
     out_dir = REPO / "runs" / "bench" / f"akdiff_{name}_{tag}"
     parts = {}
-    settings = [("uniform1d", 6.0, None, args.methods)]
-    if args.random:
-        settings.append(("random1d", 6.0, None, args.methods))
-    if args.sr_methods:
-        settings.append(("acs_only", 6.25, SR_FRACTION, args.sr_methods))
     for mask, accel, cf, methods in settings:
         cfg = BenchmarkConfig(methods=methods, masks=(mask,), accels=(accel,), center_fraction=cf, seed=0,
                               max_slices=1, warmup=False, figures=0)
@@ -424,13 +429,26 @@ def main() -> None:
                                 "command": command, "environment": environment(), **res})
         return
     use_checkpoint(args.checkpoint, args.checkpoint_no_sscoil)
-    parts = {}
     if args.group == "sampler":  # uniform1d 6x on validation-seed slices at the training matrix
         specs, root = sim_specs(args.sim_files, TRAIN_MATRIX, seed=VALIDATION_SEED)
-        args.methods = ",".join(["zero-filled"] + [f"akdiff:{v}" for v in args.variants.split(";")])
-        args.sr_methods = ""
-        parts.update(run_group(args.group, specs, root, args, f"val{TRAIN_MATRIX}"))
-    for matrix in args.matrices.split(",") if args.group != "sampler" else []:
+        methods = ",".join(["zero-filled"] + [f"akdiff:{v}" for v in args.variants.split(";")])
+        parts = run_group(args.group, specs, root, mask_settings(methods, "", random=False), f"val{TRAIN_MATRIX}")
+    else:
+        parts = matrix_groups(args)
+        if parts is None:
+            print("shared data not found (set MRRECON_SHARED_DATA): nothing to do")
+            return
+    table = markdown(parts)
+    print(table)
+    atomic_write_json(out, {"description": __doc__.split("\n\n")[0], "group": args.group, "command": command,
+                            "markdown": table, "settings": parts})
+
+
+def matrix_groups(args) -> dict | None:
+    """The sim / shared groups at each of --matrices (None: the shared data is absent)."""
+    settings = mask_settings(args.methods, args.sr_methods, args.random)
+    parts = {}
+    for matrix in args.matrices.split(","):
         if args.group == "sim":
             size = TRAIN_MATRIX if matrix == str(TRAIN_MATRIX) else FULL_SIM_MATRIX
             specs, root = sim_specs(args.sim_files, size)
@@ -438,15 +456,11 @@ def main() -> None:
         else:
             root = shared_data_dir(args.data)
             if root is None:
-                print("shared data not found (set MRRECON_SHARED_DATA): nothing to do")
-                return
+                return None
             specs = shared_specs(root, matrix)
             tag = f"kspace{matrix}" if matrix != "full" else "full"
-        parts.update(run_group(args.group, specs, root, args, tag))
-    table = markdown(parts)
-    print(table)
-    atomic_write_json(out, {"description": __doc__.split("\n\n")[0], "group": args.group, "command": command,
-                            "markdown": table, "settings": parts})
+        parts.update(run_group(args.group, specs, root, settings, tag))
+    return parts
 
 
 if __name__ == "__main__":
