@@ -27,6 +27,9 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
   pure noise and the condition is the only information: there x0_hat should beat the zero-filled image.
 * ``widths`` -> ssdm_widths.json: the 1-step sampler with networks of width 8, 12 and 16 (random weights) timed
   round-robin with unet on the ``timing`` slice: which widths fit the paper's 1.25x.
+* ``decomposition`` -> ssdm_decomposition.json: from the ``simulated`` / ``shared`` folders already in ``--work``
+  (no reconstruction), the 1-step student's NMSE split into its samples' spread and the error of its own mean,
+  against unet (``sample_spread``; ``simulated`` and ``shared`` record it in ``derived`` too).
 * ``uncertainty`` -> docs/img/ssdm_uncertainty.png: mean and standard deviation of 5 samples (different x_T) of
   the 1-step and the 8-step students on a knee slice at 4x, 8x and 12x (Fig. 8).
 """
@@ -55,7 +58,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from _common import environment, shared_data_dir, slim_results, time_interleaved  # noqa: E402
+from _common import display_path, environment, shared_data_dir, slim_results, time_interleaved  # noqa: E402
 
 import mrrecon  # noqa: E402,F401  (allocator settings)
 from mrrecon.data.datasets import samples_from_file  # noqa: E402
@@ -108,6 +111,47 @@ def _paired_settings(specs: list, methods: list[str], settings, width: int, work
     return out
 
 
+def sample_spread(res: dict, samples: int = 4) -> dict | None:
+    """Where the 1-step student's error goes: one sample's NMSE against the mean of ``samples`` samples.
+
+    With K samples x_k = m + e_k of the student's conditional distribution (spread E||e_k||^2 = v, the samples'
+    errors uncorrelated), the mean of K has error ||m - x||^2 + v / K, so from K = 1 and K: v = (1 - 1/K)^-1 (NMSE_1
+    - NMSE_K) and the error of the student's own mean m (K -> infinity) is NMSE_1 - v. Volume-mean NMSE; a perfect
+    posterior sampler has v = NMSE_inf (one sample 3 dB below the MMSE estimate), a mode-seeking one v << NMSE_inf.
+    Against unet's NMSE it splits the student's gap to unet into spread (what averaging could recover) and mean."""
+    by = {}
+    for v in res["volumes"]:
+        if v.get("error") is None:
+            by.setdefault(v["method"], {})[(v["file"], v.get("rank", 0))] = v["nmse"]
+    one, mean_k, unet = by.get("ssdm"), by.get(f"ssdm:samples={samples}"), by.get("unet")
+    if not one or not mean_k:
+        return None
+    keys = sorted(set(one) & set(mean_k))
+    nmse_1 = float(np.mean([one[k] for k in keys]))
+    nmse_k = float(np.mean([mean_k[k] for k in keys]))
+    spread = (nmse_1 - nmse_k) / (1.0 - 1.0 / samples)
+    out = {"volumes": len(keys), "nmse_one_sample": nmse_1, f"nmse_mean_of_{samples}": nmse_k, "nmse_spread": spread,
+           "nmse_student_mean": nmse_1 - spread, "spread_over_student_mean": spread / (nmse_1 - spread)}
+    if unet and set(keys) <= set(unet):
+        nmse_u = float(np.mean([unet[k] for k in keys]))
+        out["nmse_unet"] = nmse_u
+        out["student_mean_minus_unet_db"] = 10 * np.log10(nmse_u / (nmse_1 - spread))  # > 0: the mean beats unet
+        out["one_sample_minus_unet_db"] = 10 * np.log10(nmse_u / nmse_1)
+    return out
+
+
+def part_decomposition(args, work: Path) -> dict:
+    """sample_spread of every simulated and shared setting already measured in --work (no reconstruction)."""
+    out = {}
+    for results in sorted(work.glob("*/results.json")):
+        spread = sample_spread(json.loads(results.read_text()))
+        if spread is not None:
+            out[results.parent.name] = spread
+    if not out:
+        raise SystemExit(f"{work}: no ssdm benchmark folders with results.json (run --parts simulated,shared first)")
+    return {"settings": out, "command": f"python benchmarks/ssdm.py --parts decomposition --work {display_path(work)}"}
+
+
 def _derived(res: dict) -> dict:
     s = res["summary"]
     student, teacher, unet, zf = (_row(s, m) for m in ("ssdm", "ssdm:steps=128", "unet", "zero-filled"))
@@ -119,6 +163,9 @@ def _derived(res: dict) -> dict:
     if student and unet:
         derived["student_minus_unet_psnr_db"] = student["psnr_mean"] - unet["psnr_mean"]
         derived["student_over_unet_seconds"] = student["seconds_mean"] / unet["seconds_mean"]
+    spread = sample_spread(res)
+    if spread is not None:
+        derived["sample_spread"] = spread
     return derived
 
 
@@ -275,7 +322,8 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing,
-             "uncertainty": part_uncertainty, "noise_levels": part_noise_levels, "widths": part_widths}
+             "uncertainty": part_uncertainty, "noise_levels": part_noise_levels, "widths": part_widths,
+             "decomposition": part_decomposition}
     for name in args.parts.split(","):
         if name not in parts:
             raise SystemExit(f"unknown part {name!r}; choose from {', '.join(parts)}")
