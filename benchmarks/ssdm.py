@@ -30,6 +30,8 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
 * ``decomposition`` -> ssdm_decomposition.json: from the ``simulated`` / ``shared`` folders already in ``--work``
   (no reconstruction), the 1-step student's NMSE split into its samples' spread and the error of its own mean,
   against unet (``sample_spread``; ``simulated`` and ``shared`` record it in ``derived`` too).
+* ``gap_probes`` -> ssdm_gap_probes.json: three explanations of the student's gap to unet on the simulator
+  (test matrix 128 vs 256, mask kind, batch-norm statistics), see ``part_gap_probes``.
 * ``uncertainty`` -> docs/img/ssdm_uncertainty.png: mean and standard deviation of 5 samples (different x_T) of
   the 1-step and the 8-step students on a knee slice at 4x, 8x and 12x (Fig. 8).
 """
@@ -150,6 +152,44 @@ def part_decomposition(args, work: Path) -> dict:
     if not out:
         raise SystemExit(f"{work}: no ssdm benchmark folders with results.json (run --parts simulated,shared first)")
     return {"settings": out, "command": f"python benchmarks/ssdm.py --parts decomposition --work {display_path(work)}"}
+
+
+def part_gap_probes(args, work: Path) -> dict:
+    """Three explanations of the 1-step student's gap to unet on the simulator, each measured on the held-out
+    subjects of ``simulated`` (PSNR, mean over volumes):
+
+    * matrix: the same subjects simulated at 128 x 128 (the training crop size: the bottleneck attention sees as
+      many tokens as in training) against 256 x 256 (4x as many), gaussian1d 8x;
+    * mask kind: poisson2d and gaussian2d 8x (the teacher trains on gaussian1d, gaussian2d and poisson2d; unet on
+      random1d, equispaced1d, gaussian1d and poisson2d);
+    * batch norm: the student's batch-norm layers normalising each test image by its own statistics instead of
+      the running ones (gaussian1d 8x, 256 x 256).
+    """
+    from mrrecon.metrics import psnr
+
+    def run(files, kind, tag):
+        cfg = BenchmarkConfig(methods=["zero-filled", "unet", "ssdm", "ssdm:samples=4"], masks=(kind,),
+                              accels=(8.0,), seed=0, figures=0, compare_to="ssdm")
+        res = run_benchmark([DataSpec(f) for f in files], cfg, work / f"gap-{tag}", progress=False, overwrite=True)
+        return {r["method"]: r["psnr_mean"] for r in res["summary"]}
+
+    sims = {size: simulate_dataset(work / f"gap-sim{size}", subjects=args.subjects, size=size, coils=8,
+                                   contrasts=("T1", "T2", "PD", "FLAIR"), slices=args.slices, seed=1000)
+            for size in (128, 256)}
+    out = {"matrix": {f"{size}x{size}": run(files, "gaussian1d", f"gaussian1d-{size}") for size, files in sims.items()},
+           "mask_kind": {kind: run(sims[256], kind, f"{kind}-256") for kind in ("poisson2d", "gaussian2d")}}
+    student = load("ssdm")
+    samples = [next(iter(samples_from_file(f, mask_kind="gaussian1d", acceleration=8.0, seed=0))) for f in sims[256]]
+    running = float(np.mean([psnr(s.target, student.reconstruct(s)) for s in samples]))
+    for module in student.model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.train()
+            module.momentum = 0.0  # normalise by the image's own statistics, leave the running ones untouched
+    own = float(np.mean([psnr(s.target, student.reconstruct(s)) for s in samples]))
+    out["batch_norm"] = {"running statistics (shipped)": running, "each image's own statistics": own}
+    out["command"] = (f"python benchmarks/ssdm.py --parts gap_probes --subjects {args.subjects} --slices {args.slices} "
+                      f"--threads {args.threads}")
+    return out
 
 
 def _derived(res: dict) -> dict:
@@ -323,7 +363,7 @@ def main():
     out = Path(args.out)
     parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing,
              "uncertainty": part_uncertainty, "noise_levels": part_noise_levels, "widths": part_widths,
-             "decomposition": part_decomposition}
+             "decomposition": part_decomposition, "gap_probes": part_gap_probes}
     for name in args.parts.split(","):
         if name not in parts:
             raise SystemExit(f"unknown part {name!r}; choose from {', '.join(parts)}")
