@@ -63,3 +63,38 @@ def test_train_all_script_trains_every_shipped_model_within_a_tiny_budget(tmp_pa
     assert (out / "weights" / "ssdm-small" / "student-1" / "model.safetensors").is_file()
     assert _weights_stamp() == before  # the shipped weights are never written
     shutil.rmtree(out)
+
+
+def test_parallel_jobs_train_each_entry_in_its_own_process_and_record_a_failure(tmp_path):
+    """--jobs 2: three entries, two at a time; each lands in the weights/ layout with its card and its log, the
+    summary keeps the manifest's order, and an entry that fails (a bad override) is recorded without stopping the
+    others; the script then exits with an error naming it."""
+    unet = REPO / "configs" / "unet-small.yaml"
+    (tmp_path / "manifest.yaml").write_text(
+        "models:\n"
+        f"  - {{weights: unet-a, config: {unet}, set: [name=unet-a, train.seed=0]}}\n"
+        f"  - {{weights: unet-broken, config: {unet}, set: [name=unet-broken, model.params.chans=0]}}\n"
+        f"  - {{weights: unet-b, config: {unet}, set: [name=unet-b, train.seed=1]}}\n")
+    out = tmp_path / "out"
+    tiny = ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=2", "data.simulation.val_subjects=1",
+            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4",
+            "data.simulation.single_coil_fraction=0", "data.crop=[64,64]", "data.val_crop=null",
+            "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2", "train.tensorboard=false",
+            "train.max_steps=2", "train.val_every=-1"]
+    cmd = [sys.executable, "-m", "mrrecon.train.all", str(tmp_path / "manifest.yaml"), "--jobs", "2",
+           "--out", str(out), "--budget-s", "0", *sum((["--set", t] for t in tiny), [])]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "unet-broken" in proc.stderr and "1 of 3 model(s) failed" in proc.stderr
+    assert proc.stdout.count("simulated set") == 1  # generated once, by the parent, before the processes start
+    summary = json.loads((out / "train-all.json").read_text())
+    assert list(summary["models"]) == ["unet-a", "unet-broken", "unet-b"] and summary["jobs"] == 2
+    assert "error" in summary["models"]["unet-broken"]
+    assert "chans" in (out / "logs" / "unet-broken.log").read_text()
+    for name in ("unet-a", "unet-b"):
+        stage = next(iter(summary["models"][name]["stages"].values()))
+        assert stage["step"] == 2
+        assert (out / stage["folder"] / "model.safetensors").is_file() and (out / "logs" / f"{name}.log").is_file()
+    card_a, card_b = ((out / "weights" / n / "config.json").read_text() for n in ("unet-a", "unet-b"))
+    assert card_a != card_b  # two runs, two seeds

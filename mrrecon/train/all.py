@@ -15,11 +15,18 @@ trained models to ``<out>/weights/<weights name>/`` in the layout of ``weights/`
 per stage named as the stage's ``train.export_dir``), each with the card the trainer writes (command, steps,
 samples, wall time, device, validation). ``<out>/train-all.json`` sums up every entry. Nothing is copied into
 the repository's ``weights/``: review the cards, then copy what is better.
+
+``--jobs N`` trains N entries at once, each in its own process (``--only`` that entry; output in
+``<out>/logs/<name>.log``): the prepare commands run first, one after the other; each process gets
+``train.threads`` = CPU cores // N and, with several GPUs, one GPU (``CUDA_VISIBLE_DEVICES``, round robin), with
+one GPU they share it (small models leave most of a large GPU idle). A failed entry is recorded in the summary
+(its exit code and log) and does not stop the others; the script then exits with an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -37,7 +44,7 @@ from mrrecon.train.config import config_from_dict, load_stages, read_yaml
 from mrrecon.train.stages import run_stages
 from mrrecon.utils.io import atomic_write_json
 
-__all__ = ["ManifestEntry", "load_manifest", "main", "train_all"]
+__all__ = ["ManifestEntry", "TrainAllError", "load_manifest", "main", "train_all"]
 
 
 @dataclass
@@ -51,6 +58,27 @@ class ManifestEntry:
     set: list[str] = field(default_factory=list)
     cuda_set: list[str] = field(default_factory=list)
     prepare: str | None = None
+
+
+def _prepare_simulated_sets(entries: list[ManifestEntry], extra: list[str], echo) -> None:
+    """Generate every simulated training set the entries use, once, before their processes start (each would
+    otherwise generate a missing set itself, all at once)."""
+    from mrrecon.train.data import prepare_simulated, simulated_folder
+
+    cuda = torch.cuda.is_available()
+    seen = set()
+    for entry in entries:
+        for stage in load_stages(entry.config, [*entry.set, *(entry.cuda_set if cuda else []), *extra]).stages:
+            data = stage.config.data
+            if data.source != "simulated" or simulated_folder(data) in seen:
+                continue
+            seen.add(simulated_folder(data))
+            echo(f"[{entry.weights}] simulated set {simulated_folder(data)}")
+            prepare_simulated(data)
+
+
+class TrainAllError(MRReconError):
+    """Some entries of a parallel run failed (the others finished and are in the summary)."""
 
 
 def load_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
@@ -76,29 +104,41 @@ def _copy_tree(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
+def _run_prepare(entry: ManifestEntry, echo) -> None:
+    echo(f"[{entry.weights}] prepare: {entry.prepare}")
+    cmd = shlex.split(entry.prepare)
+    if cmd and cmd[0] == "python":  # the interpreter running this script
+        cmd[0] = sys.executable
+    subprocess.run(cmd, check=True)
+
+
 def train_all(manifest: str | os.PathLike, *, out: str | os.PathLike, budget_s: float, only: list[str] | None = None,
-              extra: list[str] | None = None, prepare: bool = True, echo=print) -> dict[str, Any]:
-    """Train the manifest's models in order (``only``: these weights names); returns the summary it writes."""
+              extra: list[str] | None = None, prepare: bool = True, jobs: int = 1,
+              summary_path: str | os.PathLike | None = None, echo=print) -> dict[str, Any]:
+    """Train the manifest's models in order (``only``: these weights names); returns the summary it writes
+    (``summary_path``, default ``<out>/train-all.json``). ``jobs`` > 1: that many entries at once (module docstring)."""
     entries = load_manifest(manifest)
     if only:
         unknown = sorted(set(only) - {e.weights for e in entries})
         if unknown:
             raise ConfigError(f"--only: no model(s) {unknown} in {manifest}; models: {[e.weights for e in entries]}")
         entries = [e for e in entries if e.weights in only]
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1; got {jobs}")
     out = Path(out)
+    summary_file = Path(summary_path) if summary_path else out / "train-all.json"
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else "cpu"
     summary: dict[str, Any] = {"manifest": str(manifest), "budget_s_per_stage": budget_s, "device": device,
                                "models": {}}
     echo(f"train-all: {len(entries)} model(s), budget {budget_s:g} s per stage, on {device}; runs in {out}")
+    if jobs > 1 and len(entries) > 1:
+        return _train_parallel(entries, manifest, out, budget_s, extra or [], prepare, jobs, summary, summary_file,
+                               echo)
     for entry in entries:
         t0 = time.perf_counter()
         if entry.prepare and prepare:
-            echo(f"[{entry.weights}] prepare: {entry.prepare}")
-            cmd = shlex.split(entry.prepare)
-            if cmd and cmd[0] == "python":  # the interpreter running this script
-                cmd[0] = sys.executable
-            subprocess.run(cmd, check=True)
+            _run_prepare(entry, echo)
         overrides = [*entry.set, *(entry.cuda_set if cuda else []), *(extra or []),
                      f"train.out_dir={out / entry.weights}", "train.export_dir=null", "train.progress=false"]
         if budget_s > 0:
@@ -129,9 +169,67 @@ def train_all(manifest: str | os.PathLike, *, out: str | os.PathLike, budget_s: 
         summary["models"][entry.weights] = {"config": entry.config, "set": entry.set,
                                             "cuda_set": entry.cuda_set if cuda else [], "stages": stages,
                                             "seconds": round(time.perf_counter() - t0, 1)}
-        atomic_write_json(out / "train-all.json", summary)
+        atomic_write_json(summary_file, summary)
         echo(f"[{entry.weights}] done in {time.perf_counter() - t0:.0f} s -> {dest}")
     return summary
+
+
+def _train_parallel(entries: list[ManifestEntry], manifest, out: Path, budget_s: float, extra: list[str],
+                    prepare: bool, jobs: int, summary: dict[str, Any], summary_file: Path, echo) -> dict[str, Any]:
+    """``jobs`` entries at a time, each ``python -m mrrecon.train.all MANIFEST --only NAME`` in its own process
+    writing its own summary, merged into ``summary_file`` in the manifest's order as the processes end."""
+    if prepare:
+        done = set()
+        for entry in entries:
+            if entry.prepare and entry.prepare not in done:
+                _run_prepare(entry, echo)
+                done.add(entry.prepare)
+    _prepare_simulated_sets(entries, extra, echo)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    gpus = torch.cuda.device_count()
+    summary.update(jobs=jobs, threads_per_job=threads)
+    results: dict[str, dict[str, Any]] = {}
+    pending = list(enumerate(entries))
+    running: list[tuple[ManifestEntry, subprocess.Popen, Any, Path, float]] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            i, entry = pending.pop(0)
+            part = out / f".train-all.{entry.weights}.json"
+            cmd = [sys.executable, "-m", "mrrecon.train.all", str(manifest), "--only", entry.weights,
+                   "--out", str(out), "--budget-s", str(budget_s), "--skip-prepare", "--summary", str(part)]
+            for item in [*extra, f"train.threads={threads}"]:
+                cmd += ["--set", item]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            if gpus > 1:
+                env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            log = (logs / f"{entry.weights}.log").open("w")
+            echo(f"[{entry.weights}] started ({threads} thread(s){f', GPU {i % gpus}' if gpus > 1 else ''}); "
+                 f"log {log.name}")
+            running.append((entry, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, part,
+                            time.perf_counter()))
+        time.sleep(0.2)
+        for item in [r for r in running if r[1].poll() is not None]:
+            entry, proc, log, part, t0 = item
+            running.remove(item)
+            log.close()
+            if proc.returncode == 0 and part.is_file():
+                results[entry.weights] = json.loads(part.read_text())["models"][entry.weights]
+                part.unlink()
+                echo(f"[{entry.weights}] done in {time.perf_counter() - t0:.0f} s")
+            else:
+                results[entry.weights] = {"config": entry.config, "set": entry.set, "stages": {},
+                                          "error": f"exit code {proc.returncode}; see logs/{entry.weights}.log"}
+                echo(f"[{entry.weights}] failed with exit code {proc.returncode}: {logs / (entry.weights + '.log')}")
+            summary["models"] = {e.weights: results[e.weights] for e in entries if e.weights in results}
+            atomic_write_json(summary_file, summary)
+    failed = [name for name, r in summary["models"].items() if "error" in r]
+    if failed:
+        raise TrainAllError(f"{len(failed)} of {len(entries)} model(s) failed: {', '.join(failed)} "
+                            f"(logs in {logs}; the others' weights are in {out / 'weights'})")
+    return summary
+
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,11 +241,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every model (after the manifest's)")
     p.add_argument("--skip-prepare", action="store_true", help="do not run the manifest's prepare commands")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="entries trained at once, one process each (CPU cores split between them; several GPUs: "
+                        "one each)")
+    p.add_argument("--summary", default=None, help="summary JSON (default <out>/train-all.json)")
     args = p.parse_args(argv)
     try:
         train_all(args.manifest, out=args.out, budget_s=args.budget_s,
                   only=args.only.split(",") if args.only else None, extra=args.extra,
-                  prepare=not args.skip_prepare)
+                  prepare=not args.skip_prepare, jobs=args.jobs, summary_path=args.summary)
     except (MRReconError, subprocess.CalledProcessError) as exc:
         print(f"mrrecon: error: {exc}", file=sys.stderr)
         sys.exit(2)
