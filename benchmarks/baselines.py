@@ -52,10 +52,10 @@ from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, collect_data, run_
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 
 # varnet:final_dc=... : the paper's output and the one with the measured samples put back (whichever the shipped
-# weights do not use by default), side by side on the same samples
-MULTI_COIL_METHODS = ["zero-filled", "cg-sense", "l1-wavelet", "bart-pics", "unet", "varnet:final_dc=none",
-                      "varnet:final_dc=hard"]
-SINGLE_COIL_METHODS = ["zero-filled", "unet", "varnet:final_dc=none", "varnet:final_dc=hard"]
+# weights do not use by default), side by side on the same samples; unet:dc=hard likewise (the paper's unet has none)
+MULTI_COIL_METHODS = ["zero-filled", "cg-sense", "l1-wavelet", "bart-pics", "unet", "unet:dc=hard",
+                      "varnet:final_dc=none", "varnet:final_dc=hard"]
+SINGLE_COIL_METHODS = ["zero-filled", "unet", "unet:dc=hard", "varnet:final_dc=none", "varnet:final_dc=hard"]
 SIM_SEED = 1000
 SINGLE_COIL_BRAINS = {
     "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",

@@ -160,6 +160,46 @@ def test_final_hard_dc_keeps_every_measured_sample_and_nothing_else(tmp_path):
         methods.load("varnet:final_dc=soft", checkpoint=str(tmp_path / "soft"))
 
 
+def test_unet_hard_dc_puts_back_the_measured_samples_of_a_single_coil_slice(tmp_path):
+    """unet dc=hard: the output's k-space (magnitude x the low-resolution phase) holds the measured samples exactly,
+    the unmeasured ones are the network's; dc=none is the network's magnitude; the option is checked."""
+    from mrrecon.physics.lowres import lowres_phase, magnitude_dc
+
+    torch.manual_seed(0)
+    batch = _batch(coils=1)
+    plain = UnetModel({"chans": 4, "num_pool_layers": 2}).eval()
+    hard = UnetModel({"chans": 4, "num_pool_layers": 2, "dc": "hard"}).eval()
+    hard.load_state_dict(plain.state_dict())
+    m = batch.mask.to(torch.bool).expand_as(batch.kspace)
+    with torch.no_grad():
+        magnitude = plain.predict(batch)
+        consistent = magnitude_dc(magnitude, batch.kspace, batch.mask)
+        k = fft2c(consistent.unsqueeze(1))
+        estimate = fft2c(torch.polar(magnitude, lowres_phase(batch.kspace, None, 24)).unsqueeze(1))
+        assert torch.allclose(k[m], batch.kspace[m], atol=1e-4)
+        assert torch.allclose(k[~m], estimate[~m], atol=1e-4)
+        assert torch.allclose(hard.predict(batch), consistent.abs())
+        assert not torch.allclose(hard.predict(batch), magnitude, atol=1e-2)
+    with pytest.raises(ConfigError, match="unet dc"):
+        UnetModel({"chans": 4, "num_pool_layers": 2, "dc": "soft"}).predict(batch)
+    save_pretrained(plain, tmp_path / "plain")
+    assert methods.load("unet:dc=hard", checkpoint=str(tmp_path / "plain")).model.config.dc == "hard"
+    assert methods.load("unet", checkpoint=str(tmp_path / "plain")).model.config.dc == "none"
+
+
+def test_magnitude_dc_of_fully_sampled_multicoil_data_is_the_coil_combined_image():
+    """With every sample measured the estimate is replaced entirely: the result is the Walsh-combined image of the
+    data whatever the magnitude estimate was."""
+    from mrrecon.physics.coils import coil_combine
+    from mrrecon.physics.lowres import estimate_coil_maps, magnitude_dc
+
+    batch = _batch(coils=4, acceleration=1.0)
+    maps = estimate_coil_maps(batch.kspace)
+    expected = coil_combine(ifft2c(batch.kspace), maps)
+    for estimate in (torch.zeros(2, 32, 32), torch.rand(2, 32, 32)):
+        assert torch.allclose(magnitude_dc(estimate, batch.kspace, batch.mask), expected, atol=1e-4)
+
+
 def test_refinement_uses_sense_expand_and_reduce():
     """G(k) = F E(CNN(R(F^-1 k))): with the CNN replaced by the identity, G is the SENSE projection F S S^H F^-1."""
     cascade = VarNetCascade(chans=4, pools=2)

@@ -5,20 +5,30 @@ coils multi-coil), instance-normalised (minus its mean, divided by its standard 
 [-6, 6] as in the fastMRI reference transforms), passed through the U-Net (``mrrecon.nn.Unet``), and the
 normalisation is undone, so the network predicts the fully sampled magnitude (the RSS / ESC target) in
 the input's units. The model is therefore equivariant to the input's intensity scale.
+
+``dc: hard`` (not in the paper; off by default) makes the output consistent with the measured k-space: the
+magnitude takes the smooth phase of the low-resolution image, multi-coil data go through Walsh maps of the same
+k-space centre, the measured samples replace the estimate's (per coil), and the magnitude of the recombined image
+is returned (``mrrecon.physics.lowres.magnitude_dc``; the same path as SSDM-MRI's magnitude instance). The
+network still predicts everything; only the measured samples are put back. ``unet:dc=hard`` switches it on for
+any checkpoint at reconstruction time (docs/methods.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
 from mrrecon.core.pretrained import LearnedReconstructor, PretrainedModel, from_pretrained
 from mrrecon.core.reconstructor import MethodInfo, register
 from mrrecon.data.sample import Batch
+from mrrecon.errors import ConfigError
 from mrrecon.nn.unet import Unet
 from mrrecon.physics.coils import rss
 from mrrecon.physics.fft import ifft2c
+from mrrecon.physics.lowres import magnitude_dc
 
 DEFAULT_WEIGHTS = "unet-small"
 
@@ -31,6 +41,17 @@ class UnetConfig:
     num_pool_layers: int = 4
     drop_prob: float = 0.0
     clamp: float = 6.0  # |normalised input| limit of the fastMRI transforms; 0 disables
+    dc: str = "none"  # "none": the paper's output; "hard": the measured samples put back (module docstring)
+    dc_window: int = 24  # k-space centre (samples) for the phase and, multi-coil, the Walsh maps of the DC
+
+
+DC_MODES = ("none", "hard")
+
+
+def _check_dc(value: str) -> str:
+    if value not in DC_MODES:
+        raise ConfigError(f"unet dc must be one of {list(DC_MODES)}; got {value!r}")
+    return value
 
 
 def zero_filled_magnitude(kspace: torch.Tensor) -> torch.Tensor:
@@ -61,11 +82,18 @@ class UnetModel(PretrainedModel):
         return out * std + mean
 
     def predict(self, batch: Batch) -> torch.Tensor:
-        return self(zero_filled_magnitude(batch.kspace))
+        out = self(zero_filled_magnitude(batch.kspace))
+        if _check_dc(self.config.dc) == "hard":
+            out = magnitude_dc(out, batch.kspace, batch.mask, size=self.config.dc_window).abs()
+        return out
 
 
-def _build(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LearnedReconstructor:
+def _build(checkpoint: str | None = None, device: str | torch.device = "cpu",
+           dc: Annotated[str | None, "none (paper) or hard: the measured k-space samples put back into the "
+                                     "output (default: the checkpoint's)"] = None) -> LearnedReconstructor:
     model = from_pretrained(checkpoint or DEFAULT_WEIGHTS, device=device, expected_type="unet")
+    if dc is not None:
+        model.config.dc = _check_dc(dc)
     return LearnedReconstructor(model, "unet", device, nfe=1)
 
 

@@ -2,7 +2,8 @@
 
 Modules: ``network`` (the residual U-Net), ``model`` (schedule, Alg. 1 objective, checkpoints),
 ``sampler`` (DDIM sampling, data consistency eq. 4), ``distill`` (Alg. 2 and its training recipe),
-``multicoil`` (Sec. III.C), ``registration`` (the ``ssdm`` method). See docs/ssdm.md.
+``registration`` (the ``ssdm`` method); Sec. III.C's coil maps and phase are ``mrrecon.physics.lowres``.
+See docs/ssdm.md.
 """
 
 from mrrecon.methods.ssdm.model import SSDMConfig, SSDMModel

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from mrrecon.data.sample import Batch
 from mrrecon.diffusion.schedules import ddim_step, eps_from_v, x0_from_v
 from mrrecon.errors import ConfigError
-from mrrecon.methods.ssdm.multicoil import combine_coils, estimate_coil_maps, lowres_images, lowres_phase
 from mrrecon.methods.ssdm.network import from_channels, to_channels
 from mrrecon.physics.consistency import dc_image
+from mrrecon.physics.lowres import combine_coils, estimate_coil_maps, lowres_images, lowres_phase
 
 if TYPE_CHECKING:
     from mrrecon.methods.ssdm.model import SSDMModel

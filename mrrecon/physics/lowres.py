@@ -1,12 +1,14 @@
-"""Multi-coil SSDM-MRI (Sec. III.C) and the low-resolution phase of the magnitude instance.
+"""The k-space centre as calibration: low-resolution coil images, Walsh coil maps, the smooth image phase, and
+data consistency for a magnitude estimate.
 
-The paper's pipeline: (1) zero-filled image per receiver coil, (2) coil sensitivities by POEM, (3) the
-coil-combined image goes through SSDM-MRI *without* data consistency, (4) the result is multiplied by the
-sensitivities back into multi-coil k-space, (5) data consistency per coil, then the coil images are
-recombined. POEM (Sun et al. 2020) is an adaptive-combine method; here Walsh's adaptive combine
-(``mrrecon.physics.coils.walsh_maps``, the same local-covariance eigenvector principle) on low-resolution
-coil images from the centre of k-space takes its place; ``maps="given"`` uses the sample's own maps.
-Steps (4)-(5) and the recombination are ``mrrecon.physics.consistency.dc_image`` with the maps.
+A network that predicts a magnitude image (the fastMRI U-Net, SSDM-MRI's magnitude instance) cannot be made
+consistent with complex multi-coil k-space by itself: the estimate needs a phase and, with several coils, their
+sensitivities. Both come from the fully sampled centre of k-space: the low-resolution coil images
+(``lowres_images``, a Hann-tapered ``size`` x ``size`` box), Walsh's adaptive combine on them
+(``estimate_coil_maps``; SSDM-MRI's POEM, ref. [47], is an adaptive-combine method of the same local-covariance
+eigenvector principle) and the phase of their combination (``lowres_phase``: "phase estimated from the
+low-frequency part of k-space", SSDM-MRI Sec. II.B). ``magnitude_dc`` puts them together: magnitude x phase ->
+coil images S x -> DC per coil -> recombined (SSDM-MRI Sec. III.C steps 4-5, ``consistency.dc_image``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import torch
 
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.physics.coils import coil_combine, walsh_maps
+from mrrecon.physics.consistency import dc_image
 from mrrecon.physics.fft import ifft2c
 
-__all__ = ["centre_window", "combine_coils", "estimate_coil_maps", "lowres_images", "lowres_phase"]
+__all__ = ["centre_window", "combine_coils", "estimate_coil_maps", "lowres_images", "lowres_phase",
+           "magnitude_dc"]
 
 
 def centre_window(shape: tuple[int, int], size: int, device=None) -> torch.Tensor:
@@ -67,3 +71,19 @@ def lowres_phase(kspace: torch.Tensor, maps: torch.Tensor | None, size: int, low
     low = lowres_images(kspace, size) if low is None else low
     combined = low[:, 0] if maps is None else coil_combine(low, maps)
     return torch.angle(combined)
+
+
+def magnitude_dc(magnitude: torch.Tensor, kspace: torch.Tensor, mask: torch.Tensor, *, size: int = 24,
+                 weight: float = 1.0) -> torch.Tensor:
+    """(B, H, W) real magnitude estimate -> (B, H, W) complex image consistent with (B, C, H, W) ``kspace``.
+
+    The estimate takes the phase of the low-resolution image (``lowres_phase``), multi-coil data are expanded
+    through Walsh maps of the same centre, the measured samples replace (``weight`` 1) or blend into the
+    estimate's k-space per coil, and the coil images are recombined (``dc_image``). Take ``.abs()`` for the
+    magnitude."""
+    kspace = kspace.to(torch.complex64)
+    low = lowres_images(kspace, size)
+    maps = estimate_coil_maps(kspace, size=size, low=low) if kspace.shape[1] > 1 else None
+    phase = lowres_phase(kspace, maps, size, low=low)
+    image = torch.polar(magnitude.float(), phase)
+    return dc_image(image, kspace, mask, maps, weight=weight)
