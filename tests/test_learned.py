@@ -160,6 +160,33 @@ def test_final_hard_dc_keeps_every_measured_sample_and_nothing_else(tmp_path):
         methods.load("varnet:final_dc=soft", checkpoint=str(tmp_path / "soft"))
 
 
+def test_final_prox_dc_solves_the_sense_proximal_problem_around_the_cascades_output():
+    """final_dc=prox: x = argmin gamma/2 ||M F E x - y||^2 + 1/2 ||x - z||^2 with z = R(F^-1 k^T) and the model's own
+    maps: the normal equations hold, the measured samples move toward the data, and gamma sets how far."""
+    torch.manual_seed(0)
+    batch = _batch()
+    plain = VarNetModel(TINY_VARNET).eval()
+    with torch.no_grad():
+        k_plain, maps = plain.final_kspace(batch.kspace, batch.mask)
+        op = SenseOperator(maps, batch.mask)
+        z = op.combine(ifft2c(k_plain))
+        misfit = {}
+        for gamma in (1.0, 100.0):
+            prox = VarNetModel({**TINY_VARNET, "final_dc": "prox", "final_dc_gamma": gamma,
+                                "final_dc_iters": 200}).eval()
+            prox.load_state_dict(plain.state_dict())
+            k, _ = prox.final_kspace(batch.kspace, batch.mask)
+            x = op.combine(ifft2c(k))
+            residual = gamma * op.A_adjoint(op.A(x) - batch.kspace) + (x - z)
+            assert residual.abs().norm() < 1e-3 * (x - z).abs().norm()
+            assert torch.allclose(prox(batch.kspace, batch.mask), rss(ifft2c(k), dim=1), atol=1e-5)
+            misfit[gamma] = (op.A(x) - batch.kspace).abs().norm()
+    assert misfit[100.0] < misfit[1.0] < (op.A(z) - batch.kspace).abs().norm()
+    assert methods.load("varnet:final_dc=prox:gamma=3", checkpoint=None).model.config.final_dc_gamma == 3.0
+    with pytest.raises(ConfigError, match="gamma"):
+        methods.load("varnet:final_dc=prox:gamma=0")
+
+
 def test_unet_hard_dc_puts_back_the_measured_samples_of_a_single_coil_slice(tmp_path):
     """unet dc=hard: the output's k-space (magnitude x the low-resolution phase) holds the measured samples exactly,
     the unmeasured ones are the network's; dc=none is the network's magnitude; the option is checked."""

@@ -17,8 +17,16 @@ Cascade t (paper eq. 4) refines the multi-coil k-space estimate k^t:
 
 ``final_dc: hard`` (not in the paper; off by default and in configs/varnet-paper.yaml) replaces the measured samples
 of k^T by y before the RSS, so the centre and every measured line are exactly the data: the last cascade's
-refinement G(k^T) otherwise moves them too (docs/methods.md). ``varnet:final_dc=hard`` switches it on for any
-checkpoint at reconstruction time.
+refinement G(k^T) otherwise moves them too (docs/methods.md). ``final_dc: prox`` (not in the paper either) ends
+with the proximal data-consistency step of unrolled networks such as MoDL, under the network's own SENSE model:
+with z = R(F^-1 k^T) and A = M F E,
+
+    x = argmin_x (gamma / 2) ||A x - y||^2 + 1/2 ||x - z||^2      (CG, ``SenseOperator.prox_l2``)
+
+and the output is the RSS of E x. Unlike hard DC it also uses the coil sensitivities: where the coils determine
+the image (parallel imaging) x follows the data, elsewhere it stays at the network's estimate; gamma weighs the
+two (``final_dc_gamma``, chosen on simulated validation subjects: docs/methods.md). ``varnet:final_dc=hard``,
+``varnet:final_dc=prox`` (and ``:gamma=G``) switch them on for any checkpoint at reconstruction time.
 
 Single-coil data (C = 1) run through the same network: the estimated "map" is then the unit-modulus phase
 of the ACS image, E and R multiply by it and its conjugate, and the output is |F^-1 k^T|.
@@ -62,10 +70,13 @@ class VarNetConfig:
     # learns a correction. Trains much faster on small budgets (docs/training.md).
     residual: bool = False
     # "none": the paper's output, RSS of the last cascade's k-space. "hard": its measured samples replaced by y first.
+    # "prox": a final proximal SENSE data-consistency step of weight final_dc_gamma (module docstring).
     final_dc: str = "none"
+    final_dc_gamma: float = 30.0  # benchmarks/baselines.py --parts prox_gamma (simulated validation subjects)
+    final_dc_iters: int = 30  # CG iterations of the prox step
 
 
-FINAL_DC = ("none", "hard")
+FINAL_DC = ("none", "hard", "prox")
 
 
 def _check_final_dc(value: str) -> str:
@@ -135,7 +146,7 @@ class VarNetModel(PretrainedModel):
                                        for _ in range(c.num_cascades)])
 
     def final_kspace(self, kspace: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k^T, maps): the last cascade's coil k-space (after the final DC when ``final_dc`` is hard)."""
+        """(k^T, maps): the last cascade's coil k-space (after the final DC when ``final_dc`` is hard or prox)."""
         maps = self.sens_net(kspace, mask)
         op = SenseOperator(maps, mask)
         k = kspace
@@ -143,6 +154,10 @@ class VarNetModel(PretrainedModel):
             k = cascade(k, kspace, mask, op)
         if self.config.final_dc == "hard":
             k = hard_dc(k, kspace, mask)
+        elif self.config.final_dc == "prox":
+            x = op.prox_l2(op.combine(ifft2c(k)), kspace, self.config.final_dc_gamma,
+                           max_iter=self.config.final_dc_iters)
+            k = fft2c(op.expand(x))
         return k, maps
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor, return_maps: bool = False):
@@ -156,12 +171,18 @@ class VarNetModel(PretrainedModel):
 
 
 def _build(checkpoint: str | None = None, device: str | torch.device = "cpu",
-           final_dc: Annotated[str | None, "none (paper) or hard: the measured samples of the last cascade's k-space "
-                                           "replaced by the data (default: the checkpoint's)"] = None,
+           final_dc: Annotated[str | None, "none (paper), hard (the measured samples of the last cascade's k-space "
+                                           "replaced by the data) or prox (a final proximal SENSE DC step; default: "
+                                           "the checkpoint's)"] = None,
+           gamma: Annotated[float | None, "weight of the data in the prox step (default: the checkpoint's)"] = None,
            ) -> LearnedReconstructor:
     model = from_pretrained(checkpoint or DEFAULT_WEIGHTS, device=device, expected_type="varnet")
     if final_dc is not None:
         model.config.final_dc = _check_final_dc(final_dc)
+    if gamma is not None:
+        if not gamma > 0:
+            raise ConfigError(f"varnet gamma must be positive; got {gamma}")
+        model.config.final_dc_gamma = float(gamma)
     return LearnedReconstructor(model, "varnet", device, nfe=1)  # one pass through the cascades
 
 
