@@ -99,6 +99,15 @@ def resolve_precision(requested: str, use_cpu: bool) -> str:
     return "bf16" if use_cpu and cpu_has_native_bf16() else "no"
 
 
+def precision_warning(precision: str, use_cpu: bool) -> str | None:
+    """A one-line warning when bf16 autocast is asked for on a CPU that emulates bf16 (10-16x slower per step than
+    fp32 for unet-small / varnet-small, benchmarks/results/train_speed_avx2.json); None otherwise."""
+    if precision == "bf16" and use_cpu and not cpu_has_native_bf16():
+        return ("warning: train.mixed_precision=bf16 on a CPU without native bf16 (no avx512_bf16 / amx_bf16 in "
+                "/proc/cpuinfo) is emulated and an order of magnitude slower than fp32; set it to auto or no")
+    return None
+
+
 class LossModule(nn.Module):
     """Wraps a model so that DDP sees the whole loss computation as ``forward`` (gradients sync there)."""
 
@@ -229,6 +238,9 @@ class Trainer:
             raise ConfigError("train.mixed_precision=fp16 needs a GPU (its loss scaler is CUDA-only); use bf16 on CPU")
         acc = Accelerator(cpu=use_cpu, mixed_precision=t.mixed_precision, step_scheduler_with_optimizer=False,
                           dynamo_backend="inductor" if t.compile else "no")
+        warning = precision_warning(t.mixed_precision, use_cpu)
+        if warning:
+            acc.print(warning)
         if t.deterministic and not use_cpu:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
