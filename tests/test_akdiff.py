@@ -16,6 +16,7 @@ from mrrecon.methods.akdiff import (
     IdentitySubspace,
     MapsSubspace,
     PCSampler,
+    SamplerSettings,
     SLRSubspace,
     complex_noise,
 )
@@ -488,6 +489,26 @@ def test_registry_options():
     assert "correction" not in get_info("akdiff-no-slr").options
     with pytest.raises(ConfigError):
         PCSampler(AKDiffusionModel(TINY), subspace="nope")
+
+
+def test_weights_carry_their_sampler_settings_and_options_override_them(tmp_path):
+    """A model config's ``sampler`` entry (the settings chosen for those weights) survives save/load and is what
+    the method samples with; an option given in the spec wins over it, the ablations' fixed settings too; an
+    unknown setting in the config is refused."""
+    from mrrecon.methods import load
+
+    torch.manual_seed(0)
+    AKDiffusionModel({**TINY, "sampler": {"snr": 0.05, "lam": 0.02, "output": "corrected"}}).save_pretrained(
+        tmp_path / "m")
+    tuned = load("akdiff", checkpoint=str(tmp_path / "m")).sampler.settings
+    assert (tuned.snr, tuned.lam, tuned.output, tuned.steps) == (0.05, 0.02, "corrected", SamplerSettings.steps)
+    given = load("akdiff:lam=0.5:steps=7", checkpoint=str(tmp_path / "m")).sampler.settings
+    assert (given.snr, given.lam, given.steps) == (0.05, 0.5, 7)
+    assert load("akdiff-no-slr", checkpoint=str(tmp_path / "m")).sampler.settings.correction == "dc"
+    AKDiffusionModel(TINY).save_pretrained(tmp_path / "plain")
+    assert load("akdiff", checkpoint=str(tmp_path / "plain")).sampler.settings == SamplerSettings()
+    with pytest.raises(ConfigError, match="data_weight"):
+        PCSampler(AKDiffusionModel({**TINY, "sampler": {"data_weight": 1.0}}))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 * ``akdiff-no-slr``: data consistency only in line 6.
 
 Every option of :class:`~mrrecon.methods.akdiff.sampler.SamplerSettings` is a method option
-(``akdiff:subspace=sos``, ``akdiff:steps=20``; Table IV's variants are ``subspace=espirit|sos|slr``). The
+(``akdiff:subspace=sos``, ``akdiff:steps=20``; Table IV's variants are ``subspace=espirit|sos|slr``). An option
+not given takes the weights' own setting (``sampler`` in their config.json, chosen on validation slices) where
+they have one, else the SamplerSettings default (:func:`~mrrecon.methods.akdiff.sampler.settings_for`). The
 k-space is divided by the peak of its zero-filled RSS image before sampling and the image multiplied back
 (as :class:`~mrrecon.core.pretrained.LearnedReconstructor`), so any input units work.
 """
@@ -44,7 +46,7 @@ class AKDiffusionReconstructor(Reconstructor):
         self.device = torch.device(device)
         self.model: AKDiffusionModel = from_pretrained(checkpoint or default_weights, device=self.device,
                                                        expected_type="akdiff")
-        self.sampler = PCSampler(self.model, SamplerSettings(**settings))
+        self.sampler = PCSampler(self.model, **settings)  # the weights' own settings, then these
         self.last_nfe = 0
 
     @torch.no_grad()
@@ -61,28 +63,42 @@ class AKDiffusionReconstructor(Reconstructor):
 _S = SamplerSettings  # the defaults of every option
 
 
+def _default(value) -> str:
+    return f"default: the weights' own (config.json sampler), else {value}"
+
+
+# Every option but data_weight defaults to None: "not given", so the weights' own setting (their config's
+# ``sampler`` entry, chosen on validation slices) applies, else SamplerSettings' default (settings_for).
 def _build(name: str, default_weights: str, checkpoint: str | None = None, device: str | torch.device = "cpu", *,
-           steps: Annotated[int, "N predictor steps"] = _S.steps,
-           corrector_steps: Annotated[int, "M corrector steps per predictor step"] = _S.corrector_steps,
-           snr: Annotated[float, "r, the corrector's signal-to-noise ratio (step size)"] = _S.snr,
-           lam: Annotated[float, "lambda of line 6 (proximity to the network estimate)"] = _S.lam,
-           correction: Annotated[str, "line 6: slr (paper) | dc (data consistency only) | none"] = _S.correction,
+           steps: Annotated[int | None, f"N predictor steps ({_default(_S.steps)})"] = None,
+           corrector_steps: Annotated[int | None, f"M corrector steps per predictor step "
+                                                  f"({_default(_S.corrector_steps)})"] = None,
+           snr: Annotated[float | None, f"r, the corrector's signal-to-noise ratio (step size) "
+                                        f"({_default(_S.snr)})"] = None,
+           lam: Annotated[float | None, f"lambda of line 6 (proximity to the network estimate) "
+                                        f"({_default(_S.lam)})"] = None,
+           correction: Annotated[str | None, f"line 6: slr (paper) | dc (data consistency only) | none "
+                                             f"({_default(_S.correction)})"] = None,
            data_weight: Annotated[float | None, "line 6 data term: null = M z = y exactly (default); a number d "
                                                 "gives (d/2)||Mz - y||^2"] = _S.data_weight,
-           slr_iters: Annotated[int, "CG iterations of line 6 per step"] = _S.slr_iters,
-           kernel_radius: Annotated[float, "LORAKS neighbourhood radius of the SLR term"] = _S.kernel_radius,
-           energy: Annotated[float, "rank rule of the SLR null space (fraction of ACS energy)"] = _S.energy,
-           subspace: Annotated[str, "Sbar Sbar^*: espirit (paper) | sos | slr | identity"] = _S.subspace,
-           calib_size: Annotated[int, "ESPIRiT calibration region"] = _S.calib_size,
-           seed: Annotated[int, "sampler seed (initial noise and every noise draw)"] = _S.seed,
-           output: Annotated[str, "state (line 16's z_0, the paper) | corrected (line 6's z0'' of the last "
-                                  "step: no last noise and Langevin moves)"] = _S.output,
+           slr_iters: Annotated[int | None, f"CG iterations of line 6 per step ({_default(_S.slr_iters)})"] = None,
+           kernel_radius: Annotated[float | None, f"LORAKS neighbourhood radius of the SLR term "
+                                                  f"({_default(_S.kernel_radius)})"] = None,
+           energy: Annotated[float | None, f"rank rule of the SLR null space (fraction of ACS energy) "
+                                           f"({_default(_S.energy)})"] = None,
+           subspace: Annotated[str | None, f"Sbar Sbar^*: espirit (paper) | sos | slr | identity "
+                                           f"({_default(_S.subspace)})"] = None,
+           calib_size: Annotated[int | None, f"ESPIRiT calibration region ({_default(_S.calib_size)})"] = None,
+           seed: Annotated[int | None, f"sampler seed (initial noise and every noise draw) ({_default(_S.seed)})"]
+           = None,
+           output: Annotated[str | None, f"state (line 16's z_0, the paper) | corrected (line 6's z0'' of the last "
+                                         f"step: no last noise and Langevin moves) ({_default(_S.output)})"] = None,
            ) -> AKDiffusionReconstructor:
-    return AKDiffusionReconstructor(name, checkpoint, device, default_weights, steps=steps,
-                                    corrector_steps=corrector_steps, snr=snr, lam=lam, correction=correction,
-                                    data_weight=data_weight, slr_iters=slr_iters, kernel_radius=kernel_radius,
-                                    energy=energy, subspace=subspace, calib_size=calib_size, seed=seed,
-                                    output=output)
+    given = dict(steps=steps, corrector_steps=corrector_steps, snr=snr, lam=lam, correction=correction,
+                 slr_iters=slr_iters, kernel_radius=kernel_radius, energy=energy, subspace=subspace,
+                 calib_size=calib_size, seed=seed, output=output)
+    return AKDiffusionReconstructor(name, checkpoint, device, default_weights, data_weight=data_weight,
+                                    **{k: v for k, v in given.items() if v is not None})
 
 
 # every setting of Algorithm 1 is an option

@@ -88,6 +88,9 @@ class AKDiffusionConfig:
     calib_size: int = 24  # ESPIRiT calibration region used in training
     t_eps: float = 1e-3
     loss_weighting: str = "inverse_sigma2"  # lambda(t) of eq. 11: inverse_sigma2 | none
+    # Algorithm 1's settings chosen for these weights on validation slices (SamplerSettings fields but
+    # data_weight; the methods' options override them); empty: SamplerSettings' defaults (docs/akdiff.md)
+    sampler: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.loss_weighting not in ("inverse_sigma2", "none"):
@@ -246,7 +249,7 @@ class AKDiffusionModel(PretrainedModel):
         return {"loss": self.score_matching_loss(z0, subspace)}
 
     def predict(self, batch: Batch) -> torch.Tensor:
-        """PC sampling (Algorithm 1, default settings) of every batch element -> (B, H, W) RSS magnitudes."""
+        """PC sampling (Algorithm 1, the weights' settings) of every batch element -> (B, H, W) RSS magnitudes."""
         from mrrecon.methods.akdiff.sampler import PCSampler
 
         sampler = PCSampler(self)

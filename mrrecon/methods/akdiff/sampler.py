@@ -39,6 +39,7 @@ Line 6 (``correction``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.kspace import mask_as_grid, real_mask
 from mrrecon.physics.operators import KSpaceMask
 
-__all__ = ["CORRECTIONS", "OUTPUTS", "PCSampler", "SamplerSettings"]
+__all__ = ["CORRECTIONS", "OUTPUTS", "PCSampler", "SamplerSettings", "WEIGHTS_SETTINGS", "settings_for"]
 
 CORRECTIONS = ("slr", "dc", "none")
 OUTPUTS = ("state", "corrected")
@@ -92,12 +93,29 @@ class SamplerSettings:
             raise ConfigError(f"need snr > 0 and lam >= 0, got {self.snr}, {self.lam}")
 
 
+# The settings a model's config may carry in ``sampler`` (chosen for those weights on validation slices): every
+# setting but ``data_weight``, whose None is itself a setting (M z = y exactly) and so cannot mean "not given".
+WEIGHTS_SETTINGS = tuple(f.name for f in dataclasses.fields(SamplerSettings) if f.name != "data_weight")
+
+
+def settings_for(model, **overrides) -> SamplerSettings:
+    """Algorithm 1's settings for ``model``: the class defaults, then the model config's ``sampler`` entry (the
+    settings chosen for those weights, docs/akdiff.md), then ``overrides`` (the method's options)."""
+    tuned = dict(getattr(model.config, "sampler", None) or {})
+    unknown = set(tuned) - set(WEIGHTS_SETTINGS)
+    if unknown:
+        raise ConfigError(f"the model config's sampler entry has unknown setting(s) {sorted(unknown)}; "
+                          f"allowed: {list(WEIGHTS_SETTINGS)}")
+    return SamplerSettings(**{**tuned, **overrides})
+
+
 class PCSampler:
-    """Algorithm 1 with a trained :class:`~mrrecon.methods.akdiff.model.AKDiffusionModel`."""
+    """Algorithm 1 with a trained :class:`~mrrecon.methods.akdiff.model.AKDiffusionModel`; without
+    ``settings``, those of :func:`settings_for` (the weights' own, then ``overrides``)."""
 
     def __init__(self, model, settings: SamplerSettings | None = None, **overrides):
         self.model = model
-        self.settings = settings if settings is not None else SamplerSettings(**overrides)
+        self.settings = settings if settings is not None else settings_for(model, **overrides)
         self.last_nfe = 0
 
     # -- line 6 ------------------------------------------------------------------------------------------------
