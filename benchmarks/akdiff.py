@@ -16,6 +16,7 @@ Settings per group: ``uniform1d`` 6x (the paper's "uniform 6x", with ACS) for ``
 super-resolution setting ``acs_only`` (a centred box of 128/320 of the matrix per axis, i.e. center_fraction
 0.4, nominal 6.25x) for ``--sr-methods``; ``--random`` adds ``random1d`` 6x. ``--checkpoint DIR`` runs the
 ``akdiff`` methods with the model in DIR (e.g. runs/akdiff-small/final) instead of weights/akdiff-small.
+``--compare-to METHOD`` adds each setting's paired differences against METHOD (95 % intervals over volumes).
 
 Analysis groups:
 
@@ -75,6 +76,7 @@ from _common import display_path, environment, shared_data_dir, slim_results  # 
 
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, read_manifest, run_benchmark  # noqa: E402
+from mrrecon.eval.paired import paired_table_markdown  # noqa: E402
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 
 METHODS = "zero-filled,grappa,loraks,l1-wavelet,akdiff,akdiff-no-sscoil,akdiff-no-slr"
@@ -142,12 +144,16 @@ def mask_settings(methods: str, sr_methods: str, random: bool) -> list[tuple]:
     return settings
 
 
-def run_group(name: str, specs: list[DataSpec], data_root: Path, settings: list[tuple], tag: str) -> dict:
+def run_group(name: str, specs: list[DataSpec], data_root: Path, settings: list[tuple], tag: str,
+              compare_to: str | None = None) -> dict:
+    """One benchmark per mask setting; ``compare_to``: paired differences against that method wherever it is
+    among the setting's methods."""
     out_dir = REPO / "runs" / "bench" / f"akdiff_{name}_{tag}"
     parts = {}
     for mask, accel, cf, methods in settings:
+        ref = compare_to if compare_to in methods.split(",") else None
         cfg = BenchmarkConfig(methods=methods, masks=(mask,), accels=(accel,), center_fraction=cf, seed=0,
-                              max_slices=1, warmup=False, figures=0)
+                              max_slices=1, warmup=False, figures=0, compare_to=ref)
         res = run_benchmark(specs, cfg, out_dir / f"{mask}", progress=False, overwrite=True)  # measure anew
         parts[f"{tag}/{mask}_{accel:g}x"] = slim_results(res, command_line(),
                                                          data_root=data_root)
@@ -167,6 +173,9 @@ def markdown(parts: dict) -> str:
             lines.append(f"| {setting} | {s['method']} | {s['n']} | {s['nmse_mean']:.4f} | "
                          f"{pm(s['psnr_mean'], s['psnr_std'], 2)} | {pm(s['ssim_mean'], s['ssim_std'], 4)} | "
                          f"{s['seconds_mean']:.1f} | {'' if nfe is None else nfe} |")
+    for setting, res in parts.items():  # --compare-to: the paired differences of each setting
+        if res.get("paired"):
+            lines += ["", f"{setting}: " + paired_table_markdown(res["paired"])]
     return "\n".join(lines)
 
 
@@ -395,6 +404,8 @@ def main() -> None:
     ap.add_argument("--group", choices=("sim", "shared", "sampler", "diagnostics", "units", "speed"), required=True)
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--sr-methods", default=SR_METHODS)
+    ap.add_argument("--compare-to", default=None,
+                    help="sim / shared: paired differences (95 %% intervals over volumes) against this method")
     ap.add_argument("--random", action="store_true", help="also random1d 6x")
     ap.add_argument("--sim-files", type=int, default=2)
     ap.add_argument("--matrices", default=f"{TRAIN_MATRIX},full",
@@ -459,7 +470,7 @@ def matrix_groups(args) -> dict | None:
                 return None
             specs = shared_specs(root, matrix)
             tag = f"kspace{matrix}" if matrix != "full" else "full"
-        parts.update(run_group(args.group, specs, root, settings, tag))
+        parts.update(run_group(args.group, specs, root, settings, tag, args.compare_to))
     return parts
 
 
