@@ -512,11 +512,10 @@ def test_weights_carry_their_sampler_settings_and_options_override_them(tmp_path
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Shipped weights (slow): the trained model beats zero-filling on a held-out simulated slice
+# Shipped weights: the trained model, with its own sampler settings, beats zero-filling on a held-out slice
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_shipped_weights_beat_zero_filled_on_held_out_slice():
     from mrrecon.core.weights import weights_dir
     from mrrecon.data.datasets import make_slice_sample

@@ -101,7 +101,7 @@ WEIGHTS_SETTINGS = tuple(f.name for f in dataclasses.fields(SamplerSettings) if 
 def settings_for(model, **overrides) -> SamplerSettings:
     """Algorithm 1's settings for ``model``: the class defaults, then the model config's ``sampler`` entry (the
     settings chosen for those weights, docs/akdiff.md), then ``overrides`` (the method's options)."""
-    tuned = dict(getattr(model.config, "sampler", None) or {})
+    tuned = dict(getattr(getattr(model, "config", None), "sampler", None) or {})
     unknown = set(tuned) - set(WEIGHTS_SETTINGS)
     if unknown:
         raise ConfigError(f"the model config's sampler entry has unknown setting(s) {sorted(unknown)}; "
