@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from mrrecon.train.trainer import cpu_has_native_bf16
+from mrrecon.utils.cpu import cpu_has_native_bf16, cpu_model
 
 
 def environment() -> dict:
@@ -24,18 +24,9 @@ def environment() -> dict:
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_native_bf16": cpu_has_native_bf16(),  # bf16 autocast is fast only where this is true
     }
-
-
-def _cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), None elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        return None
 
 
 def shared_data_dir(arg: str | None = None) -> Path | None:

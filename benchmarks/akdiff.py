@@ -364,7 +364,7 @@ def speed(config_path: str, candidates: list[str], steps: int, warmup: int) -> l
     from mrrecon.data.sample import collate_samples
     from mrrecon.methods.akdiff import AKDiffusionModel
     from mrrecon.train.data import build_training_slices
-    from mrrecon.train.trainer import cpu_has_native_bf16
+    from mrrecon.utils.cpu import cpu_has_native_bf16
 
     cfg, files = _training_files(config_path)
     train_set = build_training_slices(cfg.data, cfg.train.seed, files)

@@ -63,6 +63,7 @@ from mrrecon.train.data import (
 from mrrecon.train.ema import EMA
 from mrrecon.train.logging import RunLogger
 from mrrecon.train.recipe import BatchInfo, Player, Recipe, RecipeEnv, recipe_class, score_reconstructor
+from mrrecon.utils.cpu import cpu_has_native_bf16
 
 __all__ = ["Float32Loss", "LossModule", "PlayerModule", "TrainResult", "Trainer", "TrainerState", "build_optimizer",
            "build_scheduler", "lr_factor", "train"]
@@ -78,16 +79,6 @@ class Float32Loss:
         up = lambda x: x.float() if x.is_floating_point() else x  # noqa: E731
         with torch.autocast(self.device_type, enabled=False):
             return self.fn(up(pred), up(target))
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def resolve_precision(requested: str, use_cpu: bool) -> str:
