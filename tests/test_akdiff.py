@@ -507,8 +507,10 @@ def test_weights_carry_their_sampler_settings_and_options_override_them(tmp_path
     assert load("akdiff-no-slr", checkpoint=str(tmp_path / "m")).sampler.settings.correction == "dc"
     AKDiffusionModel(TINY).save_pretrained(tmp_path / "plain")
     assert load("akdiff", checkpoint=str(tmp_path / "plain")).sampler.settings == SamplerSettings()
-    with pytest.raises(ConfigError, match="data_weight"):
-        PCSampler(AKDiffusionModel({**TINY, "sampler": {"data_weight": 1.0}}))
+    with pytest.raises(ConfigError, match="data_weight"):  # refused when the config is built
+        AKDiffusionModel({**TINY, "sampler": {"data_weight": 1.0}})
+    with pytest.raises(ConfigError, match="output"):
+        AKDiffusionModel({**TINY, "sampler": {"output": "nope"}})
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from mrrecon.core.pretrained import PretrainedModel
 from mrrecon.data.sample import Batch
 from mrrecon.errors import ConfigError, DataError
 from mrrecon.methods.akdiff.coil_subspace import CoilSubspace, IdentitySubspace, MapsSubspace
+from mrrecon.methods.akdiff.sampler import PCSampler, check_weights_settings
 from mrrecon.methods.akdiff.sde import FREQUENCY_UNITS, AKDiffusionSDE
 from mrrecon.methods.akdiff.units import KSPACE_SCALINGS, kspace_scale
 from mrrecon.nn.ncsnpp import NCSNpp
@@ -105,6 +106,7 @@ class AKDiffusionConfig:
             raise ConfigError(f"sigma_min_rule must be one of {SIGMA_MIN_RULES}, got {self.sigma_min_rule!r}")
         if not self.kspace_peak > 0 or not self.sigma_min_noise_factor > 0:
             raise ConfigError("kspace_peak and sigma_min_noise_factor must be > 0")
+        check_weights_settings(self.sampler)
         if self.noise_floor is not None and not self.noise_floor > 0:
             raise ConfigError(f"noise_floor must be > 0 (or null), got {self.noise_floor}")
         lowpass, f0 = DEFAULT_WIDTHS[self.frequency_units]
@@ -250,7 +252,5 @@ class AKDiffusionModel(PretrainedModel):
 
     def predict(self, batch: Batch) -> torch.Tensor:
         """PC sampling (Algorithm 1, the weights' settings) of every batch element -> (B, H, W) RSS magnitudes."""
-        from mrrecon.methods.akdiff.sampler import PCSampler
-
         sampler = PCSampler(self)
         return torch.stack([sampler.reconstruct_image(batch.kspace[i], batch.mask[i]) for i in range(len(batch))])

@@ -56,7 +56,8 @@ from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.kspace import mask_as_grid, real_mask
 from mrrecon.physics.operators import KSpaceMask
 
-__all__ = ["CORRECTIONS", "OUTPUTS", "PCSampler", "SamplerSettings", "WEIGHTS_SETTINGS", "settings_for"]
+__all__ = ["CORRECTIONS", "OUTPUTS", "PCSampler", "SamplerSettings", "WEIGHTS_SETTINGS", "check_weights_settings",
+           "settings_for"]
 
 CORRECTIONS = ("slr", "dc", "none")
 OUTPUTS = ("state", "corrected")
@@ -98,14 +99,20 @@ class SamplerSettings:
 WEIGHTS_SETTINGS = tuple(f.name for f in dataclasses.fields(SamplerSettings) if f.name != "data_weight")
 
 
-def settings_for(model, **overrides) -> SamplerSettings:
-    """Algorithm 1's settings for ``model``: the class defaults, then the model config's ``sampler`` entry (the
-    settings chosen for those weights, docs/akdiff.md), then ``overrides`` (the method's options)."""
-    tuned = dict(getattr(getattr(model, "config", None), "sampler", None) or {})
+def check_weights_settings(tuned: dict) -> None:
+    """A model config's ``sampler`` entry: only :data:`WEIGHTS_SETTINGS`, each a valid value (checked when the
+    config is built, so a bad config.json fails at load, not at the first reconstruction)."""
     unknown = set(tuned) - set(WEIGHTS_SETTINGS)
     if unknown:
         raise ConfigError(f"the model config's sampler entry has unknown setting(s) {sorted(unknown)}; "
                           f"allowed: {list(WEIGHTS_SETTINGS)}")
+    SamplerSettings(**tuned)
+
+
+def settings_for(model, **overrides) -> SamplerSettings:
+    """Algorithm 1's settings for ``model``: the class defaults, then the model config's ``sampler`` entry (the
+    settings chosen for those weights, docs/akdiff.md), then ``overrides`` (the method's options)."""
+    tuned = getattr(getattr(model, "config", None), "sampler", None) or {}
     return SamplerSettings(**{**tuned, **overrides})
 
 
