@@ -455,7 +455,7 @@ def benchmark(data, more_data, methods, masks, accels, center_fraction, seed, ma
 @click.option("--accels", default="4,8", show_default=True)
 @click.option("--methods", "method_list", default="auto", show_default=True,
               help="Comma-separated method specs, or 'auto' for every method that runs without training or has "
-                   "shipped weights.")
+                   "shipped weights, except the slow samplers (akdiff: name it to run it).")
 @click.option("--seed", default=0, show_default=True)
 def demo(out, subjects, size, coils, slices, contrast, mask_kind, accels, method_list, seed):
     """Simulate (or reuse) a small data set, undersample at 4x and 8x, run the methods, write a report."""

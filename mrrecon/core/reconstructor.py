@@ -222,6 +222,7 @@ class MethodInfo:
     default_weights: str | None = None  # folder name under weights/
     paper: str | None = None
     ablation_of: str | None = None  # a paper's ablation / component of method ``ablation_of`` (not in the demo)
+    in_demo: bool = True  # in `mrrecon demo`'s default list (False: minutes per slice on a CPU; named there)
     hard_dc: HardDC | Callable[[Any], HardDC] = field(default_factory=dict)
     nfe: int | Callable[[Any], int | None] | None = None
     options: dict[str, MethodOption] = field(init=False, repr=False)  # option name -> MethodOption

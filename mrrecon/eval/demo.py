@@ -16,10 +16,11 @@ from mrrecon.methods import available
 
 def ready_methods() -> list[str]:
     """Methods that run on single-contrast multi-coil data without training or with shipped weights; papers'
-    ablations are left to ``mrrecon benchmark``."""
+    ablations are left to ``mrrecon benchmark``, and methods marked ``in_demo=False`` (minutes per slice on a CPU)
+    run only when named (``mrrecon demo --methods akdiff``)."""
     weights = shipped_weights()
     return [n for n, mi in available().items()
-            if not mi.needs_reference and mi.ablation_of is None
+            if not mi.needs_reference and mi.ablation_of is None and mi.in_demo
             and (not mi.needs_weights or mi.default_weights in weights)]
 
 

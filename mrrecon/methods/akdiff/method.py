@@ -124,6 +124,7 @@ register(MethodInfo(
     needs_weights=True,
     default_weights=DEFAULT_WEIGHTS,
     paper=PAPER,
+    in_demo=False,  # 99 network evaluations + 50 SLR solves: ~25 s per 128 x 128 slice, minutes at the demo's 256
 ))
 register(MethodInfo(
     name="akdiff-no-sscoil",
