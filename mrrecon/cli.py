@@ -56,13 +56,15 @@ def info(file: Path):
 @click.option("--contrasts", default="T1,T2,PD,FLAIR", show_default=True, help="Comma-separated contrasts.")
 @click.option("--slices", default=1, show_default=True, help="Neighbouring axial slices per subject.")
 @click.option("--seed", default=0, show_default=True, help="Seed: the same seed gives identical files.")
-def simulate(out, subjects, size, coils, contrasts, slices, seed):
+@click.option("--workers", default=1, show_default=True,
+              help="Processes simulating subjects at once (the files are the same for any number).")
+def simulate(out, subjects, size, coils, contrasts, slices, seed, workers):
     """Write simulated multi-contrast multi-coil brain k-space (fastMRI h5, one file per subject and contrast)."""
     from mrrecon.data.simulate import simulate_dataset
 
     _check_writable(out, folder=True)
     paths = simulate_dataset(out, subjects=subjects, size=size, coils=coils, contrasts=tuple(_split_list(contrasts)),
-                             slices=slices, seed=seed, progress=True)
+                             slices=slices, seed=seed, progress=True, workers=workers)
     click.echo(f"wrote {len(paths)} files to {out}")
 
 

@@ -201,6 +201,23 @@ def test_dataset_round_trip(tmp_path):
     assert not torch.equal(FastMRIFile(paths[0]).kspace(0), FastMRIFile(paths[2]).kspace(0))
 
 
+def test_dataset_in_worker_processes_writes_the_same_files(tmp_path):
+    """Subjects simulated in spawned processes (prepare_simulated's parallel path) are the files one process
+    writes: each subject depends only on its seed."""
+    kw = dict(subjects=4, size=32, coils=(2, 4), contrasts=("T2", "random"), seed=7, noise_level=(0.01, 0.05))
+    serial = simulate_dataset(tmp_path / "one", **kw)
+    parallel = simulate_dataset(tmp_path / "many", workers=2, **kw)
+    assert [p.name for p in parallel] == [p.name for p in serial]
+    for a, b in zip(serial, parallel, strict=True):
+        with h5py.File(a, "r") as ha, h5py.File(b, "r") as hb:
+            assert sorted(ha) == sorted(hb)
+            for key in ha:
+                np.testing.assert_array_equal(ha[key][()], hb[key][()], err_msg=f"{b.name}: {key}")
+            assert ha.attrs["coils"] == hb.attrs["coils"]
+    with pytest.raises(ConfigError, match="workers"):
+        simulate_dataset(tmp_path / "bad", subjects=2, size=32, workers=0)
+
+
 def test_single_coil_dataset(tmp_path):
     (path,) = simulate_dataset(tmp_path, subjects=1, size=32, coils=1, contrasts=("T2",), seed=1)
     with h5py.File(path, "r") as hf:

@@ -460,6 +460,7 @@ def simulate_dataset(
     random_intensity_fraction: float = RANDOM_INTENSITY_FRACTION,
     store_coil_maps: bool = True,
     progress: bool = False,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``subjects`` simulated subjects as fastMRI-format h5 files ``sub{index:03d}_{CONTRAST}.h5``.
 
@@ -474,56 +475,78 @@ def simulate_dataset(
     Attributes: acquisition, patient_id, max/norm of the target, and the simulation parameters (including the
     subject's drawn ``size``, ``coils``, ``noise_level``, ``bias_std``).
     Returns the paths written, subject-major, contrasts in the order requested. ``progress``: a tqdm bar per
-    subject on stderr when it is a terminal (silent otherwise).
+    subject on stderr when it is a terminal (silent otherwise). ``workers`` > 1: subjects are simulated in that
+    many processes (the files are the same as with one).
     """
     from tqdm.auto import tqdm
-
-    from mrrecon.data.fastmri import write_fastmri_h5
 
     subjects = _check_int("subjects", subjects, 1)
     seed = _check_int("seed", seed, 0)
     names = _parse_contrasts(contrasts)
     if not isinstance(store_coil_maps, bool):
         raise ConfigError(f"store_coil_maps must be true or false, got {store_coil_maps!r}")
-    # Bad options fail in the first subject's simulate_subject, before any file is written.
     options = dict(size=size, coils=coils, contrasts=names, slices=slices, noise_level=noise_level,
                    slice_spacing_mm=slice_spacing_mm, bias_std=bias_std, single_coil_fraction=single_coil_fraction,
                    random_intensity_fraction=random_intensity_fraction)
+    workers = _check_int("workers", workers, 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
     bar = tqdm(total=subjects, desc="simulate", unit="subject", disable=None if progress else True)
-    for i in range(subjects):
-        bar.set_postfix_str(f"sub{i:03d}")
-        sseed = subject_seed(seed, i)
-        data = simulate_subject(sseed, **options)
-        for name in names:
-            d = data[name]
-            m = d.meta
-            attrs = {
-                "acquisition": m["acquisition"], "patient_id": f"sub{i:03d}", "simulated": True,
-                "simulator": "mrrecon.data.simulate", "dataset_seed": seed, "subject_index": i,
-                "subject_seed": sseed, "contrast": name, "sequence": m["sequence"],
-                "TR_ms": _nan_if_none(m["TR_ms"]), "TE_ms": _nan_if_none(m["TE_ms"]), "TI_ms": _nan_if_none(m["TI_ms"]),
-                "flip_deg": _nan_if_none(m["flip_deg"]), "noise_level": m["noise_level"],
-                "noise_sigma": m["noise_sigma"], "slice_z_mm": np.asarray(m["slice_z_mm"], dtype=np.float64),
-                "size": m["size"], "coils": m["coils"], "bias_std": m["bias_std"],
-            }
-            if "random" in m:
-                attrs["random_contrast"] = json.dumps(m["random"], sort_keys=True)
-            header = {"encoded_fov_mm": (FOV_MM, FOV_MM, 1.0), "recon_fov_mm": (FOV_MM, FOV_MM, 1.0),
-                      "field_strength_T": FIELD_STRENGTH_T}
-            path = out / f"sub{i:03d}_{name}.h5"
-            extra = {"reconstruction_true": d.rss_true}
-            if m["coils"] == 1:
-                write_fastmri_h5(path, d.kspace[:, 0], reconstruction_esc=d.rss, attrs=attrs, header=header,
-                                 extra_datasets=extra)
-            else:
-                if store_coil_maps:
-                    extra["coil_maps"] = d.maps
-                write_fastmri_h5(path, d.kspace, reconstruction_rss=d.rss, attrs=attrs, header=header,
-                                 extra_datasets=extra)
-            paths.append(path)
-        bar.update(1)
+    per_subject = [_write_subject(out, 0, seed, options, store_coil_maps)]  # bad options fail here, alone
+    bar.update(1)
+    if workers == 1 or subjects <= 2:
+        for i in range(1, subjects):
+            per_subject.append(_write_subject(out, i, seed, options, store_coil_maps))
+            bar.update(1)
+    else:
+        # Subject i depends only on subject_seed(seed, i): the same files in any process, in any order. Spawned
+        # workers (no fork of a process whose thread pools are running), one thread each.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, subjects - 1), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            futures = [pool.submit(_write_subject, out, i, seed, options, store_coil_maps)
+                       for i in range(1, subjects)]
+            for future in futures:
+                per_subject.append(future.result())
+                bar.update(1)
     bar.close()
+    return [path for paths in per_subject for path in paths]
+
+
+def _write_subject(out: Path, i: int, seed: int, options: dict[str, Any], store_coil_maps: bool) -> list[Path]:
+    """Simulate subject ``i`` of a dataset and write one file per contrast (simulate_dataset's unit of work)."""
+    from mrrecon.data.fastmri import write_fastmri_h5
+
+    sseed = subject_seed(seed, i)
+    data = simulate_subject(sseed, **options)
+    paths = []
+    for name in options["contrasts"]:
+        d = data[name]
+        m = d.meta
+        attrs = {
+            "acquisition": m["acquisition"], "patient_id": f"sub{i:03d}", "simulated": True,
+            "simulator": "mrrecon.data.simulate", "dataset_seed": seed, "subject_index": i,
+            "subject_seed": sseed, "contrast": name, "sequence": m["sequence"],
+            "TR_ms": _nan_if_none(m["TR_ms"]), "TE_ms": _nan_if_none(m["TE_ms"]), "TI_ms": _nan_if_none(m["TI_ms"]),
+            "flip_deg": _nan_if_none(m["flip_deg"]), "noise_level": m["noise_level"],
+            "noise_sigma": m["noise_sigma"], "slice_z_mm": np.asarray(m["slice_z_mm"], dtype=np.float64),
+            "size": m["size"], "coils": m["coils"], "bias_std": m["bias_std"],
+        }
+        if "random" in m:
+            attrs["random_contrast"] = json.dumps(m["random"], sort_keys=True)
+        header = {"encoded_fov_mm": (FOV_MM, FOV_MM, 1.0), "recon_fov_mm": (FOV_MM, FOV_MM, 1.0),
+                  "field_strength_T": FIELD_STRENGTH_T}
+        path = out / f"sub{i:03d}_{name}.h5"
+        extra = {"reconstruction_true": d.rss_true}
+        if m["coils"] == 1:
+            write_fastmri_h5(path, d.kspace[:, 0], reconstruction_esc=d.rss, attrs=attrs, header=header,
+                             extra_datasets=extra)
+        else:
+            if store_coil_maps:
+                extra["coil_maps"] = d.maps
+            write_fastmri_h5(path, d.kspace, reconstruction_rss=d.rss, attrs=attrs, header=header,
+                             extra_datasets=extra)
+        paths.append(path)
     return paths

@@ -113,7 +113,11 @@ def prepare_simulated(data: DataConfig, *, generate: bool = True) -> SimulatedSp
     common = dict(size=sim.size, coils=sim.coils, contrasts=tuple(sim.contrasts), noise_level=sim.noise_level,
                   bias_std=sim.bias_std, single_coil_fraction=sim.single_coil_fraction,
                   random_intensity_fraction=sim.random_intensity_fraction, store_coil_maps=sim.store_coil_maps)
-    train = simulate_dataset(folder / "train", subjects=sim.subjects, slices=sim.slices, seed=sim.seed, **common)
+    # one process per 8 subjects, up to the machine's cores (a 240-subject set on 16 cores: 16 processes; the
+    # tests' few-subject sets: one); the files do not depend on it
+    workers = max(1, min(os.cpu_count() or 1, sim.subjects // 8))
+    train = simulate_dataset(folder / "train", subjects=sim.subjects, slices=sim.slices, seed=sim.seed,
+                             workers=workers, **common)
     val = simulate_dataset(folder / "val", subjects=sim.val_subjects, slices=sim.val_slices, seed=sim.val_seed,
                            **common)
     atomic_write_json(manifest, {"simulation": asdict(sim), "train": [str(p.relative_to(folder)) for p in train],
