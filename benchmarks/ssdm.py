@@ -19,6 +19,9 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
   l1-wavelet, unet, ssdm, ssdm:samples=4, ssdm:steps=8, paired against ssdm.
 * ``timing`` -> ssdm_timing.json: ssdm (1 step) and unet timed round-robin on one 320x320 single-coil slice
   (the paper's Table I setting), median ms and their ratio.
+* ``precision`` -> ssdm_precision.json: the ``timing`` pair in float32 and under bf16 autocast (round-robin, with
+  PSNR on that slice) and the share of ssdm's float32 time in its bottleneck attention: whether bf16 inference
+  could bring the 1-step student within the paper's 1.25x of unet.
 * ``noise_levels`` -> ssdm_noise_levels.json: where the teacher's error comes from (every stage of each of
   ``--checkpoints``, default the shipped ``ssdm-small``). On the held-out subjects
   (gaussian1d 8x), for t in {1, 16, 32, 64, 96, 120, 128}: the relative error ||x0_hat(x_t, t) - x0||^2 / ||x0||^2
@@ -281,6 +284,41 @@ def part_widths(args, work: Path) -> dict:
             "command": f"python benchmarks/ssdm.py --parts widths --repeats {args.repeats} --threads {args.threads}"}
 
 
+def part_precision(args, work: Path) -> dict:
+    """Is bf16 inference the lever for the time bound? ssdm (1 step) and unet in float32 and under bf16 autocast,
+    timed round-robin on the ``timing`` slice, with each one's PSNR there and the share of ssdm's float32 time in
+    its bottleneck attention (torch.profiler, self time of the attention kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mrrecon.metrics import psnr
+
+    sample, source = _shared_or_simulated_slice(args, work, 8.0, SHARED_SINGLE_COIL["brain_flair(#7)"])
+    methods = {"ssdm": load("ssdm"), "unet": load("unet")}
+
+    def run(method, bf16: bool):
+        def call():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return method.reconstruct(sample)
+        return call
+
+    fns = {f"{name} {mode}": run(method, mode == "bf16") for name, method in methods.items()
+           for mode in ("fp32", "bf16")}
+    quality = {k: float(psnr(fn().float(), sample.target)) for k, fn in fns.items()}
+    stats = time_interleaved(fns, repeats=args.repeats, warmup=2)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fns["ssdm fp32"]()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    attention = sum(e.self_cpu_time_total for e in events if "attention" in e.key)
+    ms = {k: v["median_ms"] for k, v in stats.items()}
+    return {"source": source, "shape": list(sample.shape), "threads": torch.get_num_threads(),
+            "environment": environment(), "timing": stats, "psnr": quality,
+            "ssdm_over_unet": {"fp32": ms["ssdm fp32"] / ms["unet fp32"], "bf16": ms["ssdm bf16"] / ms["unet bf16"]},
+            "bf16_speed_up": {"ssdm": ms["ssdm fp32"] / ms["ssdm bf16"], "unet": ms["unet fp32"] / ms["unet bf16"]},
+            "ssdm_fp32_attention_share": attention / total,
+            "command": f"python benchmarks/ssdm.py --parts precision --repeats {args.repeats} --threads {args.threads}"}
+
+
 def part_uncertainty(args, work: Path) -> dict:
     methods = {"ssdm (1 step)": load("ssdm"), "ssdm:steps=8": load("ssdm:steps=8")}
     pngs, stats = [], {}
@@ -361,7 +399,7 @@ def main():
     work = Path(args.work or tempfile.mkdtemp(prefix="mrrecon-ssdm-"))
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
-    parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing,
+    parts = {"simulated": part_simulated, "shared": part_shared, "timing": part_timing, "precision": part_precision,
              "uncertainty": part_uncertainty, "noise_levels": part_noise_levels, "widths": part_widths,
              "decomposition": part_decomposition, "gap_probes": part_gap_probes}
     for name in args.parts.split(","):
