@@ -43,9 +43,10 @@ for log in sorted(probe.glob("*/train_log.csv")):
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
         rates[log.parent.name] = (int(b["step"]) - int(a["step"])) / max(1e-9, float(b["wall_time_s"]) - float(a["wall_time_s"]))
-rate = min(rates.values())
-# time left, less start-up (~20 s), validation and export (~40 s) and packing: 85 % of the rest for steps
-steps = int(max(100, 0.85 * (left - 70) * rate) // 100 * 100)
+# time left, less start-up (~20 s), validation and export (~40 s) and packing: 85 % of the rest for steps;
+# no rate (no run logged two steps in the probe): the plan's 15,000 samples, the time budget as the cap
+rate = min(rates.values()) if rates else None
+steps = int(max(100, 0.85 * (left - 70) * rate) // 100 * 100) if rate else -(-15000 // batch)
 steps = min(steps, 15000)
 plan = {"probe_steps_per_s": rates, "slowest_steps_per_s": rate, "seconds_left": left, "batch_size": batch,
         "max_steps": steps, "samples_per_run": steps * batch}
