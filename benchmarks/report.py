@@ -228,6 +228,14 @@ SECTIONS = [
         None, key="markdown")),
     ("akdiff_shared.json", markdown_section(
         "AK-Diffusion on the shared multi-coil brains", "See [akdiff.md](akdiff.md).", None, key="markdown")),
+    ("akdiff_ablation_sim.json", markdown_section(
+        "AK-Diffusion against its SS-coil ablation on held-out simulated multi-coil slices",
+        "`akdiff-no-sscoil` (its own network, trained with the identity in place of the SS-coil subspace, sampled "
+        "with `akdiff-small`'s settings) beside `akdiff` and the k-space baselines, paired against `akdiff`; "
+        "see [akdiff.md](akdiff.md).", None, key="markdown")),
+    ("akdiff_ablation_shared.json", markdown_section(
+        "AK-Diffusion against its SS-coil ablation on the shared multi-coil brains", "See [akdiff.md](akdiff.md).",
+        None, key="markdown")),
     ("baselines_sim.json", benchmark_section(
         "Learned baselines against compressed sensing on held-out simulated brains",
         "The retrained `unet-small` and `varnet-small` beside zero-filled, cg-sense, l1-wavelet and bart-pics on 16 "
