@@ -535,3 +535,23 @@ def test_shipped_weights_beat_zero_filled_on_held_out_slice():
     rec = method.reconstruct(sample)
     zf = rss(ifft2c(sample.kspace))
     assert psnr(sample.target, rec) > psnr(sample.target, zf) + 1.0
+
+
+def test_shipped_no_sscoil_weights_are_the_ablation_network_with_akdiff_settings():
+    """akdiff-no-sscoil loads its own network (trained with the identity in place of Sbar Sbar^*), samples with the
+    identity subspace, and with the sampler settings of the akdiff weights, so the ablation changes only SS-coil."""
+    from mrrecon.core.weights import weights_dir
+    from mrrecon.methods import load
+
+    if not (weights_dir() / "akdiff-no-sscoil-small" / "model.safetensors").is_file():
+        pytest.skip("weights/akdiff-no-sscoil-small not shipped")
+    ablation, full = load("akdiff-no-sscoil"), load("akdiff")
+    assert ablation.model.config.train_subspace == "identity"
+    assert full.model.config.train_subspace == "espirit"
+    assert ablation.sampler.settings.subspace == "identity"
+    assert ablation.model.config.sampler == full.model.config.sampler
+    for key, value in full.model.config.sampler.items():
+        assert getattr(ablation.sampler.settings, key) == value
+    # different networks, not one set of weights under two names
+    a, f = ablation.model.state_dict(), full.model.state_dict()
+    assert any(not torch.equal(a[k], f[k]) for k in f)
