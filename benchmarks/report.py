@@ -233,6 +233,10 @@ SECTIONS = [
         "`akdiff-no-sscoil` (its own network, trained with the identity in place of the SS-coil subspace, sampled "
         "with `akdiff-small`'s settings) beside `akdiff` and the k-space baselines, paired against `akdiff`; "
         "see [akdiff.md](akdiff.md).", None, key="markdown")),
+    ("akdiff_subspace_sim.json", markdown_section(
+        "AK-Diffusion: Table IV's coil subspaces in sampling (held-out simulated slices, uniform 6x)",
+        "The shipped ESPIRiT-trained network sampled with S̄S̄^* from ESPIRiT (paper), sum of squares, SLR and the "
+        "identity, beside `akdiff-no-sscoil`; see [akdiff.md](akdiff.md).", None, key="markdown")),
     ("akdiff_ablation_shared.json", markdown_section(
         "AK-Diffusion against its SS-coil ablation on the shared multi-coil brains", "See [akdiff.md](akdiff.md).",
         None, key="markdown")),
