@@ -15,10 +15,11 @@ python="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 start=$(date +%s)
 manifest=configs/ima-retrain.yaml
-batch=$("$python" - <<'EOF'
+batch=$("$python" - "$manifest" <<'EOF'
+import sys
 import torch
 from mrrecon.train.all import load_manifest
-cuda_set = load_manifest("configs/ima-retrain.yaml")[0].cuda_set if torch.cuda.is_available() else []
+cuda_set = load_manifest(sys.argv[1])[0].cuda_set if torch.cuda.is_available() else []
 sets = [s for s in cuda_set if s.startswith("train.batch_size=")]
 print(sets[-1].split("=")[1] if sets else 1)
 EOF

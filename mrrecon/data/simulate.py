@@ -22,12 +22,16 @@ ranges (:func:`draw_acquisition`): docs/simulator.md, "Training sets".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import multiprocessing
 import numbers
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -492,30 +496,27 @@ def simulate_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=subjects, desc="simulate", unit="subject", disable=None if progress else True)
-    per_subject = [_write_subject(out, 0, seed, options, store_coil_maps)]  # bad options fail here, alone
+    write = partial(_write_subject, out, seed=seed, options=options, store_coil_maps=store_coil_maps)
+    per_subject = [write(0)]  # bad options fail here, before any other subject's files are written
     bar.update(1)
-    if workers == 1 or subjects <= 2:
-        for i in range(1, subjects):
-            per_subject.append(_write_subject(out, i, seed, options, store_coil_maps))
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or subjects <= 2:
+            rest = map(write, range(1, subjects))
+        else:
+            # Subject i depends only on subject_seed(seed, i): the same files in any process, in any order.
+            # Spawned workers (no fork of a process whose thread pools are running), one thread each.
+            pool = stack.enter_context(ProcessPoolExecutor(
+                min(workers, subjects - 1), mp_context=multiprocessing.get_context("spawn"),
+                initializer=torch.set_num_threads, initargs=(1,)))
+            rest = pool.map(write, range(1, subjects))
+        for paths in rest:
+            per_subject.append(paths)
             bar.update(1)
-    else:
-        # Subject i depends only on subject_seed(seed, i): the same files in any process, in any order. Spawned
-        # workers (no fork of a process whose thread pools are running), one thread each.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(min(workers, subjects - 1), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            futures = [pool.submit(_write_subject, out, i, seed, options, store_coil_maps)
-                       for i in range(1, subjects)]
-            for future in futures:
-                per_subject.append(future.result())
-                bar.update(1)
     bar.close()
     return [path for paths in per_subject for path in paths]
 
 
-def _write_subject(out: Path, i: int, seed: int, options: dict[str, Any], store_coil_maps: bool) -> list[Path]:
+def _write_subject(out: Path, i: int, *, seed: int, options: dict[str, Any], store_coil_maps: bool) -> list[Path]:
     """Simulate subject ``i`` of a dataset and write one file per contrast (simulate_dataset's unit of work)."""
     from mrrecon.data.fastmri import write_fastmri_h5
 
