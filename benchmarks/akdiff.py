@@ -30,6 +30,14 @@ Analysis groups:
   denoises / deblurs); (b) unless ``--skip-sampling``, PC sampling (uniform 6x, N = 50, M = 1, SLR) with the exact
   h (h = z(0), an oracle: checks Algorithm 1 itself), with h = z (an untrained r_theta = 0) and with the
   network, beside zero-filling;
+* ``leak``: what the network sees outside the coil subspace. Training perturbs only S̄S̄^* z (eq. 8), so the
+  component (I - S̄S̄^*) z(t) = G_t (I - S̄S̄^*) z(0) stays noise-free, and the loss (eq. 11) never looks at
+  (I - S̄S̄^*) h. On ``--sim-files`` held-out slices (seed 2, 128 x 128) and the networks of ``--checkpoint`` and
+  ``--checkpoint-no-sscoil``, per t: the in-subspace loss relative to h = z (as ``diagnostics``) with z(t) drawn
+  as in training (noise in the subspace) and with isotropic noise (the complement noised too), and, for the
+  training input, the error outside the subspace over the error inside, ||(I - S̄S̄^*) G_t (h - z(0))||^2 /
+  ||S̄^* G_t (h - z(0))||^2 (what the loss never sees); plus the energy of z(0) outside the
+  ESPIRiT subspace at calibration 24 and 32;
 * ``units``: the numbers behind the units and sigma_0 choices (docs/akdiff.md): per training set (the
   configs/akdiff-small.yaml slices at 128, full FOV; the same subjects simulated at 256; the earlier 96 x 96
   crops of the 256 set) the k-space peak / RSS image peak, the noise floor (robust std of the k-space corners,
@@ -44,6 +52,7 @@ Usage:
     python benchmarks/akdiff.py --group shared [--data DIR] [--matrices 128,full]
     python benchmarks/akdiff.py --group sampler [--variants "output=state;output=corrected"] [--sim-files 4]
     python benchmarks/akdiff.py --group diagnostics [--checkpoint runs/akdiff-small/final] [--skip-sampling]
+    python benchmarks/akdiff.py --group leak [--sim-files 8] [--checkpoint DIR] [--checkpoint-no-sscoil DIR]
     python benchmarks/akdiff.py --group units [--config configs/akdiff-small.yaml]
     python benchmarks/akdiff.py --group speed [--steps 6] [--candidates a,b]
 """
@@ -250,6 +259,55 @@ def diagnostics(checkpoint: str = "akdiff-small", sampling: bool = True, ts=(0.0
     return out
 
 
+def subspace_leak(networks: dict[str, str], n_files: int, ts=(0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
+                  calib_sizes=(24, 32)) -> dict:
+    """The ``leak`` group (module docstring): ESPIRiT subspace of each held-out slice's fully sampled k-space at
+    the first network's calibration size, the same noise draw for every network, t and input."""
+    from mrrecon.core.pretrained import from_pretrained
+    from mrrecon.data.datasets import samples_from_file
+    from mrrecon.methods.akdiff import complex_noise
+    from mrrecon.methods.akdiff.coil_subspace import MapsSubspace
+    from mrrecon.physics.coils import espirit_maps
+
+    models = {name: from_pretrained(path) for name, path in networks.items()}
+    first = next(iter(models.values()))
+    specs, _root = sim_specs(n_files, TRAIN_MATRIX)
+    energy = {c: [] for c in calib_sizes}
+    rows = {name: {f"{t:g}": {"train_input": [], "isotropic_input": [], "complement_error": []} for t in ts}
+            for name in models}
+    for i, spec in enumerate(specs):
+        full = next(iter(samples_from_file(spec.path, mask_kind="uniform1d", acceleration=1, seed=0,
+                                           max_slices=1)))
+        z0 = full.kspace[None].to(torch.complex64)
+        z0 = z0 * first.kspace_scale(z0)
+        for c in calib_sizes:
+            sub_c = MapsSubspace(espirit_maps(z0, calib_size=c))
+            energy[c].append(float((z0 - sub_c.project(z0)).abs().square().sum() / z0.abs().square().sum()))
+        sub = MapsSubspace(espirit_maps(z0, calib_size=first.config.calib_size))
+        with torch.no_grad():
+            for t in ts:
+                tt = torch.tensor([t])
+                n = complex_noise(z0.shape, generator=torch.Generator().manual_seed(1000 * i + int(100 * t)))
+                g = first.sde.attenuation(tt, z0.shape[-2:], z0.device)
+                std = first.sde.kernel_std(tt).to(torch.float32).reshape(-1, 1, 1, 1)
+                inputs = {"train_input": g * z0 + std * sub.project(n), "isotropic_input": g * z0 + std * n}
+                for name, model in models.items():
+                    for key, z_t in inputs.items():
+                        h = model(z_t, tt, project=sub.project)
+                        rel = sub.combined_energy(g * (h - z0)) / sub.combined_energy(g * (z_t - z0))
+                        rows[name][f"{t:g}"][key].append(float(rel))
+                    err = g * (model(inputs["train_input"], tt, project=sub.project) - z0)
+                    inside = sub.combined_energy(err)
+                    rows[name][f"{t:g}"]["complement_error"].append(float((err.abs().square().sum() - inside)
+                                                                          / inside))
+    mean = statistics.fmean
+    return {"slices": [display_path(s.path) for s in specs], "matrix": TRAIN_MATRIX,
+            "networks": {k: str(v) for k, v in networks.items()},
+            "energy_outside_espirit_subspace": {str(c): {"mean": mean(v), "max": max(v)} for c, v in energy.items()},
+            "relative_error": {name: {t: {k: mean(v) for k, v in r.items()} for t, r in per_t.items()}
+                               for name, per_t in rows.items()}}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # units
 # ---------------------------------------------------------------------------------------------------------
@@ -401,7 +459,8 @@ def speed(config_path: str, candidates: list[str], steps: int, warmup: int) -> l
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--group", choices=("sim", "shared", "sampler", "diagnostics", "units", "speed"), required=True)
+    ap.add_argument("--group", required=True,
+                    choices=("sim", "shared", "sampler", "diagnostics", "leak", "units", "speed"))
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--sr-methods", default=SR_METHODS)
     ap.add_argument("--compare-to", default=None,
@@ -428,9 +487,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     command = command_line()
     out = Path(args.out or REPO / "benchmarks" / "results" / f"akdiff_{args.group}.json")
-    if args.group in ("diagnostics", "units", "speed"):
+    if args.group in ("diagnostics", "leak", "units", "speed"):
         if args.group == "diagnostics":
             res = diagnostics(args.checkpoint or "akdiff-small", sampling=not args.skip_sampling)
+        elif args.group == "leak":
+            res = subspace_leak({"akdiff": args.checkpoint or "akdiff-small",
+                                 "akdiff-no-sscoil": args.checkpoint_no_sscoil or "akdiff-no-sscoil-small"},
+                                args.sim_files)
         elif args.group == "units":
             res = units_report(args.config, args.max_slices)
         else:

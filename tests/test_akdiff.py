@@ -20,7 +20,7 @@ from mrrecon.methods.akdiff import (
     SLRSubspace,
     complex_noise,
 )
-from mrrecon.methods.akdiff.model import batch_channels_to_coils, coils_to_batch_channels
+from mrrecon.methods.akdiff.model import AKDiffusionConfig, batch_channels_to_coils, coils_to_batch_channels
 from mrrecon.physics.coils import espirit_maps, rss, simulate_coil_maps
 from mrrecon.physics.fft import fft2c, ifft2c
 from mrrecon.physics.masks import make_mask
@@ -323,6 +323,46 @@ def test_network_is_residual_and_shares_weights_across_coils():
     assert torch.allclose(model(z[:, perm], t), h[:, perm], atol=1e-5)  # coils in the batch dimension
     # odd grid sizes are zero-padded for the network and cropped back
     assert model(z[..., :15, :13], t).shape == (1, 3, 15, 13)
+
+
+def test_subspace_network_reads_and_writes_only_the_coil_subspace():
+    torch.manual_seed(0)
+    full = AKDiffusionModel(TINY).eval()
+    for p in full.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    model = AKDiffusionModel({**TINY, "network_space": "subspace"}).eval()
+    model.load_state_dict(full.state_dict())
+    k, maps = _phantom(16, 16, 3)
+    z = k[None] * model.kspace_scale(k)
+    sub = MapsSubspace(maps[None])
+    t = torch.tensor([0.4])
+    h = model(z, t, project=sub.project)
+    assert torch.allclose(h - sub.project(h), z - sub.project(z), atol=1e-5)  # the complement passes through
+    assert not torch.allclose(sub.project(h), sub.project(z), atol=1e-3)  # the subspace part is the network's
+    v = complex_noise(z.shape, generator=torch.Generator().manual_seed(3))
+    off = v - sub.project(v)  # moving z outside the subspace moves h by the same amount and nothing else
+    assert torch.allclose(model(z + off, t, project=sub.project), h + off, atol=1e-5)
+    assert not torch.allclose(full(z + off, t), full(z, t) + off, atol=1e-3)  # the full network reads it
+    # with the identity subspace the two spaces are the same network
+    assert torch.allclose(model(z, t, project=IdentitySubspace().project), full(z, t), atol=1e-6)
+    with pytest.raises(ConfigError, match="project"):
+        model(z, t)
+    with pytest.raises(ConfigError, match="network_space"):
+        AKDiffusionConfig(network_space="coils")
+
+
+def test_subspace_network_trains_and_samples_through_the_projection():
+    from mrrecon.data.sample import Batch
+
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "calib_size": 12, "network_space": "subspace"})
+    k, y, mask = _undersampled()
+    loss = model.training_loss(Batch(kspace=k[None], mask=torch.ones(1, 1, 1, 32, dtype=torch.bool)))["loss"]
+    loss.backward()
+    assert loss.item() > 0 and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    sampler = PCSampler(model.eval(), steps=2, corrector_steps=1, slr_iters=2)
+    img = sampler.reconstruct_image(y, mask)
+    assert torch.isfinite(img).all() and sampler.last_nfe == 4
 
 
 def test_score_matching_loss_is_zero_for_the_exact_h():

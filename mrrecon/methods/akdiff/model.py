@@ -27,7 +27,13 @@ Choices the paper leaves open (docs/akdiff.md gives the reasons and the measurem
 * lambda(t) in eq. 11: 1 / sigma(t)^2 (``loss_weighting: inverse_sigma2``, default), which gives every t the
   same loss scale (the error of h is ~ sigma(t)^2), or 1 (``none``: eq. 11 with the sigma^4 weighting of the
   score loss absorbed); the loss is lambda(t) ||Sbar^* (G_t (.) (h - z(0)))||^2 per pixel, batch mean;
-* t ~ U(t_eps, 1) in training.
+* t ~ U(t_eps, 1) in training;
+* what r_theta reads and writes (``network_space``): ``full`` (default, eq. 10 as written: h = z + r(z, t) on the
+  whole k-space) or ``subspace``: h = z + Sbar Sbar^* r(Sbar Sbar^* z, t), so the network sees only the part of
+  z(t) that eq. 8 perturbs and writes only the part eq. 11 scores. Under ``full`` the ESPIRiT-trained network
+  learns from the noise-free complement (I - Sbar Sbar^*) z(t) = G_t (I - Sbar Sbar^*) z(0), which sampling
+  never offers (benchmarks/akdiff.py ``--group leak``); the projection is the training subspace in the loss and
+  the sampler's Sbar Sbar^* in Algorithm 1, so the two see the same kind of input.
 """
 
 from __future__ import annotations
@@ -49,10 +55,11 @@ from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.coils import espirit_maps, sos_maps
 from mrrecon.physics.fft import ifft2c
 
-__all__ = ["DEFAULT_WIDTHS", "LEGACY_UNITS", "AKDiffusionConfig", "AKDiffusionModel", "batch_channels_to_coils",
-           "coils_to_batch_channels"]
+__all__ = ["DEFAULT_WIDTHS", "LEGACY_UNITS", "NETWORK_SPACES", "AKDiffusionConfig", "AKDiffusionModel",
+           "batch_channels_to_coils", "coils_to_batch_channels"]
 
 TRAIN_SUBSPACES = ("espirit", "sos", "identity")
+NETWORK_SPACES = ("full", "subspace")
 SIGMA_MIN_RULES = ("absolute", "noise_floor")
 # (lowpass_std, kspace_weight_f0) when not given. fov: in samples (cycles per FOV); G_T keeps about the ACS of a
 # uniform 6x mask at the 128 x 128 training matrix (10 lines, -5..4), and the weight's knee is 1/64 cycles/pixel
@@ -87,6 +94,7 @@ class AKDiffusionConfig:
     reference_size: int = 128  # size scaling: z * reference_size / sqrt(H W)
     train_subspace: str = "espirit"  # Sbar Sbar^* in training: espirit | sos | identity (ablation)
     calib_size: int = 24  # ESPIRiT calibration region used in training
+    network_space: str = "full"  # full: h = z + r(z) (eq. 10) | subspace: h = z + SS^* r(SS^* z) (module doc)
     t_eps: float = 1e-3
     loss_weighting: str = "inverse_sigma2"  # lambda(t) of eq. 11: inverse_sigma2 | none
     # Algorithm 1's settings chosen for these weights on validation slices (SamplerSettings fields but
@@ -98,6 +106,8 @@ class AKDiffusionConfig:
             raise ConfigError(f"loss_weighting must be 'inverse_sigma2' or 'none', got {self.loss_weighting!r}")
         if self.train_subspace not in TRAIN_SUBSPACES:
             raise ConfigError(f"train_subspace must be one of {TRAIN_SUBSPACES}, got {self.train_subspace!r}")
+        if self.network_space not in NETWORK_SPACES:
+            raise ConfigError(f"network_space must be one of {NETWORK_SPACES}, got {self.network_space!r}")
         if self.frequency_units not in FREQUENCY_UNITS:
             raise ConfigError(f"frequency_units must be one of {FREQUENCY_UNITS}, got {self.frequency_units!r}")
         if self.kspace_scaling not in KSPACE_SCALINGS:
@@ -189,8 +199,25 @@ class AKDiffusionModel(PretrainedModel):
         return torch.sqrt(1 + (fy[:, None] ** 2 + fx[None, :] ** 2) / f0 ** 2)
 
     # -- h_theta -------------------------------------------------------------------------------------------
-    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """h_theta(z, t) = r_theta(z, t) + z (eq. 10). z: (B, C, H, W) complex in SDE units, t: (B,) or scalar."""
+    @property
+    def reads_subspace(self) -> bool:
+        """True when h needs the coil subspace's projection (``network_space: subspace``): callers pass
+        ``project=`` (the loss and :class:`~mrrecon.methods.akdiff.sampler.PCSampler` do)."""
+        return self.config.network_space == "subspace"
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, project=None) -> torch.Tensor:
+        """h_theta(z, t) = r_theta(z, t) + z (eq. 10). z: (B, C, H, W) complex in SDE units, t: (B,) or scalar.
+        ``project``: Sbar Sbar^* (a callable), required under ``network_space: subspace``, where
+        h = z + project(r_theta(project(z), t)); ignored under ``full``."""
+        if self.reads_subspace:
+            if project is None:
+                raise ConfigError("this AK-Diffusion network reads the coil subspace (network_space: subspace): "
+                                  "call it as model(z, t, project=Sbar Sbar^*)")
+            return z + project(self._residual(project(z), t))
+        return z + self._residual(z, t)
+
+    def _residual(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """r_theta(z, t) with the preconditioning of the module docstring."""
         b, c = z.shape[:2]
         t = torch.as_tensor(t, dtype=torch.float64, device=z.device).reshape(-1).expand(b)
         sigma = self.sde.sigma(t)
@@ -205,8 +232,7 @@ class AKDiffusionModel(PretrainedModel):
         if ph or pw:
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         out = self.net(x, log_sigma)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
-        r = batch_channels_to_coils(out, c) * sigma.to(torch.float32).reshape(b, 1, 1, 1)  # c_out = sigma(t)
-        return r + z
+        return batch_channels_to_coils(out, c) * sigma.to(torch.float32).reshape(b, 1, 1, 1)  # c_out = sigma(t)
 
     # -- training (eq. 11) --------------------------------------------------------------------------------
     def training_subspace(self, z0: torch.Tensor) -> CoilSubspace:
@@ -231,7 +257,7 @@ class AKDiffusionModel(PretrainedModel):
             t = torch.rand(b, generator=generator, dtype=torch.float64).to(z0.device)
             t = self.config.t_eps + (1 - self.config.t_eps) * t
         z_t, g = self.sde.perturb(z0, t, subspace.project, noise=noise, generator=generator)
-        h = (h_fn or self)(z_t, t)
+        h = h_fn(z_t, t) if h_fn is not None else self(z_t, t, project=subspace.project)
         energy = subspace.combined_energy(g * (h - z0))  # (B,)
         if self.config.loss_weighting == "inverse_sigma2":
             energy = energy / self.sde.sigma(t).to(device=energy.device, dtype=energy.dtype).reshape(-1) ** 2

@@ -40,6 +40,7 @@ Line 6 (``correction``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -169,10 +170,12 @@ class PCSampler:
         def noise():
             return complex_noise(y.shape, generator=gen, device=device)
 
+        # h of lines 5 and 10: a network that reads the coil subspace gets the same Sbar Sbar^* (model.py)
+        h_of = functools.partial(model, project=proj) if getattr(model, "reads_subspace", False) else model
         z = big_g[s.steps] * y + float(sigma[s.steps]) * proj(noise())  # line 2
         for i in range(s.steps - 1, -1, -1):
             n = noise()  # line 4
-            h = model(z, t[i + 1])  # line 5
+            h = h_of(z, t[i + 1])  # line 5
             nfe += 1
             h_corr = correct(h)  # line 6
             if i == 0 and s.output == "corrected":  # z0'' at t_1: no last noise / Langevin step
@@ -183,7 +186,7 @@ class PCSampler:
                  + (var[i + 1] - var[i]) ** 0.5 * proj(n))  # line 8
             for _ in range(s.corrector_steps):  # lines 9-14
                 n = noise()
-                h = model(z, t[i])
+                h = h_of(z, t[i])
                 nfe += 1
                 g = proj(big_g[i] * h - z) / var[i]  # line 11 (times Sbar Sbar^*)
                 g_norm = float(torch.linalg.vector_norm(g))
