@@ -280,10 +280,11 @@ def subspace_leak(networks: dict[str, str], n_files: int, ts=(0.1, 0.3, 0.5, 0.7
                                            max_slices=1)))
         z0 = full.kspace[None].to(torch.complex64)
         z0 = z0 * first.kspace_scale(z0)
+        subspaces = {c: MapsSubspace(espirit_maps(z0, calib_size=c))
+                     for c in {*calib_sizes, first.config.calib_size}}
         for c in calib_sizes:
-            sub_c = MapsSubspace(espirit_maps(z0, calib_size=c))
-            energy[c].append(float((z0 - sub_c.project(z0)).abs().square().sum() / z0.abs().square().sum()))
-        sub = MapsSubspace(espirit_maps(z0, calib_size=first.config.calib_size))
+            energy[c].append(float((z0 - subspaces[c].project(z0)).abs().square().sum() / z0.abs().square().sum()))
+        sub = subspaces[first.config.calib_size]
         with torch.no_grad():
             for t in ts:
                 tt = torch.tensor([t])
@@ -292,14 +293,13 @@ def subspace_leak(networks: dict[str, str], n_files: int, ts=(0.1, 0.3, 0.5, 0.7
                 std = first.sde.kernel_std(tt).to(torch.float32).reshape(-1, 1, 1, 1)
                 inputs = {"train_input": g * z0 + std * sub.project(n), "isotropic_input": g * z0 + std * n}
                 for name, model in models.items():
+                    row = rows[name][f"{t:g}"]
                     for key, z_t in inputs.items():
-                        h = model(z_t, tt, project=sub.project)
-                        rel = sub.combined_energy(g * (h - z0)) / sub.combined_energy(g * (z_t - z0))
-                        rows[name][f"{t:g}"][key].append(float(rel))
-                    err = g * (model(inputs["train_input"], tt, project=sub.project) - z0)
-                    inside = sub.combined_energy(err)
-                    rows[name][f"{t:g}"]["complement_error"].append(float((err.abs().square().sum() - inside)
-                                                                          / inside))
+                        err = g * (model(z_t, tt, project=sub.project) - z0)
+                        inside = sub.combined_energy(err)
+                        row[key].append(float(inside / sub.combined_energy(g * (z_t - z0))))
+                        if key == "train_input":  # what the loss never sees, on the input it was trained on
+                            row["complement_error"].append(float((err.abs().square().sum() - inside) / inside))
     mean = statistics.fmean
     return {"slices": [display_path(s.path) for s in specs], "matrix": TRAIN_MATRIX,
             "networks": {k: str(v) for k, v in networks.items()},
