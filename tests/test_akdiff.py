@@ -229,6 +229,30 @@ def test_akdiff_recipe_measures_the_noise_floor_at_setup(tmp_path):
     assert r2.build_model().sde.sigma_min == 0.5
 
 
+def test_a_fine_tune_starts_with_the_sampler_settings_of_its_weights(tmp_path):
+    from mrrecon.methods.akdiff.recipe import AKDiffusionRecipe
+    from mrrecon.train.config import config_from_values
+    from mrrecon.train.recipe import RecipeEnv
+
+    tuned = {"output": "corrected", "snr": 0.08, "lam": 0.01}
+    AKDiffusionModel({**TINY, "sampler": tuned}).save_pretrained(tmp_path / "tuned")
+    AKDiffusionModel(TINY).save_pretrained(tmp_path / "plain")
+
+    def built(init_from, **params):
+        cfg = config_from_values({"name": "t", "model": {"type": "akdiff", "params": {**TINY, **params},
+                                                         "init_from": init_from},
+                                  "recipe": {"name": "akdiff", "params": {}}})
+        recipe = AKDiffusionRecipe(cfg)
+        recipe.setup(RecipeEnv(device=torch.device("cpu"), train_set=None, seed=0))
+        return recipe.build_model().config.sampler
+
+    assert built(str(tmp_path / "tuned")) == tuned  # inherited: validation samples as the weights were tuned
+    assert built(str(tmp_path / "tuned"), sampler={"lam": 1.0}) == {"lam": 1.0}  # a given entry wins
+    assert built(str(tmp_path / "tuned"), sampler={}) == {}  # the opt-out
+    assert built(str(tmp_path / "plain")) == {}
+    assert built(None) == {}
+
+
 def test_legacy_configs_read_with_the_earlier_units():
     old = {**TINY, "sigma_min": 0.01, "lowpass_std": 0.05, "reference_size": 128, "kspace_weight_f0": 1 / 64}
     m = AKDiffusionModel.from_config(old)  # a config.json written before the units options
