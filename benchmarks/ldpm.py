@@ -6,7 +6,8 @@
 
 ``sim``: held-out simulated brains (simulator seed 1000, never seen in training; 8 coils, 256x256) at random1d
 ``--accel``, through ``mrrecon.eval.benchmark.run_benchmark``: zero-filled, the sketcher alone, ``ldpm`` and the
-three ablations (and ``ssdm`` when its weights are shipped, for time and denoiser evaluations per slice).
+three ablations, and beside them the retrained ``unet`` and ``ssdm`` when their weights are shipped (time and
+denoiser evaluations per slice).
 ``shared``: the same methods on the fastMRI brain and knee slices of ``benchmarks/shared-data.yaml`` (read in place
 from the shared data folder; skipped when absent). ``vae``: reconstruction D(E(x)) PSNR/SSIM of the MR-VAE and
 of the non-MRI VAE on the held-out simulated targets and the shared brain/knee targets.
@@ -27,6 +28,7 @@ from _common import environment, shared_data_dir, slim_results  # noqa: E402
 import mrrecon  # noqa: E402,F401
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, read_manifest, run_benchmark  # noqa: E402
+from mrrecon.eval.paired import paired_table_markdown  # noqa: E402
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -39,10 +41,11 @@ def methods(steps: int, with_ssdm: bool) -> list[str]:
 
     out = ["zero-filled", "ldpm-sketcher"] + [f"{m}:steps={steps}" for m in
                                                 ("ldpm", "ldpm-no-skm", "ldpm-no-mrvae", "ldpm-no-dss")]
-    info = available().get("ssdm")
     shipped = set(shipped_weights()) | {p.name for p in weights_dir().iterdir() if p.is_dir()}
-    if with_ssdm and info is not None and info.default_weights in shipped:
-        out.append("ssdm")
+    for name in ("unet",) + (("ssdm",) if with_ssdm else ()):  # the learned baseline and ssdm beside it
+        info = available().get(name)
+        if info is not None and info.default_weights in shipped:
+            out.append(name)
     return out
 
 
@@ -53,12 +56,13 @@ def simulated_files(work: Path, subjects: int, seed: int = 1000) -> list[Path]:
 
 def part_benchmark(args, specs: list[DataSpec], data_root: Path, name: str, work: Path, info: dict) -> None:
     specs_methods = args.methods.split(",") if args.methods else methods(args.steps, not args.no_ssdm)
-    cfg = BenchmarkConfig(methods=specs_methods, masks=("random1d",),
-                          accels=(float(args.accel),), seed=args.seed, figures=1)
+    reference = f"ldpm:steps={args.steps}"  # paired differences (95 % intervals over volumes) against ldpm
+    cfg = BenchmarkConfig(methods=specs_methods, masks=("random1d",), accels=(float(args.accel),), seed=args.seed,
+                          figures=1, compare_to=reference if reference in specs_methods else None)
     res = run_benchmark(specs, cfg, work / "benchmark", overwrite=True)  # measure anew
     command = f"python benchmarks/ldpm.py --part {args.part} --steps {args.steps} --accel {args.accel}" + (
         f" --subjects {args.subjects}" if args.part == "sim" else "") + (
-        f" --methods {args.methods} --name {args.name}" if args.methods else "")
+        f" --methods {args.methods}" if args.methods else "") + (f" --name {args.name}" if args.name else "")
     name = args.name or name
     atomic_write_json(Path(args.out) / f"{name}.json", slim_results(res, command, data_root=data_root, data=info))
     print(json.dumps({"written": str(Path(args.out) / f"{name}.json"), "report": str(work / "benchmark")}))
@@ -122,6 +126,8 @@ def tables(out: Path) -> str:
             nfe = "-" if r.get("nfe") is None else f"{r['nfe']:.0f}"
             lines.append(f"| {r['method']} | {r['data']} | {r['n_slices']} | {r['psnr_mean']:.2f} | "
                          f"{r['ssim_mean']:.4f} | {r['nmse_mean']:.4f} | {r['seconds_mean']:.1f} | {nfe} |")
+        if res.get("paired"):
+            lines += ["", paired_table_markdown(res["paired"])]
         if name == "ldpm_shared":
             lines += ["", "| method | file | PSNR | SSIM |", "|---|---|---|---|"]
             lines += [f"| {v['method']} | {v['file']} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for v in res["volumes"]

@@ -489,6 +489,15 @@ def test_multistage_run_interrupted_in_stage_two_resumes_to_the_same_loss_curves
     # a fresh run into folders with checkpoints is refused before anything trains
     with pytest.raises(ConfigError, match="--resume"):
         run_stages(tiny_stages(tmp_path, "full", *common, keep=keep), echo=lambda *a: None)
+    # --resume --export after a run made without --export ships every finished stage (nothing retrains)
+    ship = tmp_path / "ship"
+    again = run_stages(tiny_stages(tmp_path, "resumed", *common, "train.export=true",
+                                   *(f"stages.{s}.train.export_dir={ship / s}" for s in keep), keep=keep),
+                       resume=True, echo=lambda *a: None)
+    assert all(o.skipped for o in again)
+    for stage in keep:
+        assert (ship / stage / "model.safetensors").read_bytes() == \
+            (tmp_path / "resumed" / stage / "final" / "model.safetensors").read_bytes()
 
 
 def test_time_budget_stops_cleanly_and_resume_finishes(tmp_path):

@@ -8,11 +8,12 @@ earlier ones in their recipe parameters (``teacher: student-2``, ``vae: vae``); 
 stage's final/ (else its export folder).
 
 ``run_stages(plan)`` trains every stage in order (or the ones named in ``only``). With ``resume=True`` a stage
-whose final/ says it completed is skipped, and the first unfinished one resumes at its exact step from its
-latest checkpoint (weights, optimiser, RNG, data position), so an interrupted and resumed multi-stage run has
-the loss curves of an uninterrupted one. A stage stopped by ``train.max_time_s`` is not complete: the next
-stages still run on its (time-stopped) output, and ``--resume`` later finishes it (the stages after it are
-then not retrained: run them with ``--stage NAME``).
+whose final/ says it completed is skipped, and the first unfinished one resumes at its exact step from its latest
+checkpoint (weights, optimiser, RNG, data position), so an interrupted and resumed multi-stage run has the loss
+curves of an uninterrupted one; with ``train.export`` (``--export``) a skipped stage's final/ is still copied to
+its export folder, so ``--resume --export`` after a run made without ``--export`` ships every stage. A stage
+stopped by ``train.max_time_s`` is not complete: the next stages still run on its (time-stopped) output, and
+``--resume`` later finishes it (the stages after it are then not retrained: run them with ``--stage NAME``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from mrrecon.errors import ConfigError
 from mrrecon.train.checkpoint import CheckpointManager
 from mrrecon.train.config import Stage, StagePlan
-from mrrecon.train.trainer import TrainResult, train
+from mrrecon.train.trainer import TrainResult, export_final, train
 
 __all__ = ["StageOutcome", "run_stages", "stage_finished"]
 
@@ -77,6 +78,7 @@ def run_stages(plan: StagePlan, *, resume: bool = False, only: list[str] | None 
         header = f"[stage {i}/{len(selected)}: {stage.name}]"
         if resume and not only and stage_finished(stage):
             echo(f"{header} finished before ({stage.out_dir / 'final'}); skipped")
+            export_final(stage.config.train, stage.out_dir / "final")  # --export: a finished stage's final/ too
             outcomes.append(StageOutcome(stage.name, None, skipped=True))
             continue
         echo(f"{header} recipe {stage.config.recipe.name}, run folder {stage.out_dir}")

@@ -561,17 +561,7 @@ class Trainer:
         return directory
 
     def _copy_to_export_dir(self, final_dir: Path) -> None:
-        export = self.config.train.export_dir
-        if not export or not self.config.train.export:
-            return
-        target = Path(export)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        shutil.copytree(final_dir, tmp)
-        _replace_dir(tmp, target)
-        print(f"exported {target}", flush=True)
+        export_final(self.config.train, final_dir)
 
     def _save_checkpoint(self, acc, manager, model, optimizer, scheduler, ema, state, player=None,
                          p_optimizer=None) -> None:
@@ -767,6 +757,23 @@ def model_card(config: TrainConfig, meta: dict[str, Any], num_parameters: int) -
         lines.append("no validation split.")
     lines += ["", "Full resolved config: `train_config.yaml`.", ""]
     return "\n".join(lines)
+
+
+def export_final(train_config, final_dir: Path) -> Path | None:
+    """Copy a run's ``final/`` to ``train.export_dir`` (atomically: the old folder stays until the copy is whole)
+    when ``train.export`` is on and an export folder is set; the target, else None."""
+    export = train_config.export_dir
+    if not export or not train_config.export:
+        return None
+    target = Path(export)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(final_dir, tmp)
+    _replace_dir(tmp, target)
+    print(f"exported {target}", flush=True)
+    return target
 
 
 def _warm_start(model: PretrainedModel, folder: str) -> None:
