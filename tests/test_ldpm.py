@@ -510,3 +510,26 @@ def test_generator_step_leaves_the_discriminator_alone():
     d = player.loss(player.module.requires_grad_(True), out["_player"])["loss"]
     d.backward()
     assert all(p.grad is not None for p in player.module.parameters())
+
+
+def test_a_sketcher_grown_by_warm_start_starts_as_the_one_it_grew_from(tmp_path):
+    """model.init_from from a shallower SwinIR: the copied RSTBs keep their weights and the new ones start as the
+    identity (zero output convolution), so the grown R equals the base R before any step; then it can train."""
+    from mrrecon.train.trainer import _warm_start
+
+    torch.manual_seed(0)
+    base = SketcherModel({**TINY_SWIN, "depths": [2], "heads": [2]})
+    with torch.no_grad():
+        for p in base.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # a "trained" base: its output is not the identity
+    base.save_pretrained(tmp_path / "base")
+    grown = SketcherModel({**TINY_SWIN, "depths": [2, 2], "heads": [2, 2]})
+    _warm_start(grown, str(tmp_path / "base"))
+    x = torch.rand(2, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(base.repair(x), x, atol=1e-3)
+        torch.testing.assert_close(grown.repair(x), base.repair(x))
+    assert grown.swinir.layers[1].conv.weight.abs().sum() == 0
+    assert grown.swinir.layers[0].conv.weight.abs().sum() > 0  # copied, not zeroed
+    grown.repair(x).square().mean().backward()
+    assert grown.swinir.layers[1].conv.weight.grad.abs().sum() > 0  # the new block learns from the first step

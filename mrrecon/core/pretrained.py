@@ -114,6 +114,11 @@ class PretrainedModel(nn.Module):
         pred = self.predict(batch)
         return {"loss": loss_fn(pred, batch.target.abs().to(pred.dtype))}
 
+    def after_warm_start(self, copied: set[str]) -> None:
+        """Called once ``model.init_from`` has copied the tensors named in ``copied`` from another (e.g. smaller)
+        pretrained model. The default keeps the other tensors' initialisation; a model that can grow (more
+        residual blocks) makes its new blocks start as the identity here, so it starts as the model it grew from."""
+
     # -- persistence --------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
                         state_dict: dict[str, torch.Tensor] | None = None) -> Path:

@@ -788,6 +788,7 @@ def _warm_start(model: PretrainedModel, folder: str) -> None:
     if not matched:
         raise ConfigError(f"model.init_from={folder!r}: no tensor matches the model's names and shapes")
     model.load_state_dict(matched, strict=False)
+    model.after_warm_start(set(matched))
     print(f"warm start from {folder}: {len(matched)} of {len(own)} tensors copied")
 
 

@@ -47,6 +47,14 @@ class SketcherModel(PretrainedModel):
         self.swinir = SwinIR(1, 1, embed_dim=c.embed_dim, depths=tuple(c.depths), heads=tuple(c.heads),
                              window=c.window, mlp_ratio=c.mlp_ratio)
 
+    def after_warm_start(self, copied: set[str]) -> None:
+        """Grown from a shallower SwinIR (``model.init_from``): each RSTB with no copied tensor gets a zero output
+        convolution, so it is the identity (x + conv(...) = x) and the grown R starts as the one it grew from."""
+        for i, rstb in enumerate(self.swinir.layers):
+            if not any(name.startswith(f"swinir.layers.{i}.") for name in copied):
+                torch.nn.init.zeros_(rstb.conv.weight)
+                torch.nn.init.zeros_(rstb.conv.bias)
+
     def repair(self, x_u: torch.Tensor) -> torch.Tensor:
         """R(x_u): (B, H, W) -> (B, H, W)."""
         return self.swinir(x_u.unsqueeze(1).float()).squeeze(1)
