@@ -503,6 +503,23 @@ def test_corrected_output_keeps_measured_samples_and_skips_the_last_moves(correc
         PCSampler(model, output="nope")
 
 
+def test_full_drift_moves_the_complement_and_equals_the_paper_without_a_subspace():
+    """drift=full projects only the noise: with the identity subspace it is Algorithm 1 exactly; with ESPIRiT it
+    changes the state outside the coil subspace (which drift=subspace moves only through line 8's deblurring)."""
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "calib_size": 12}).eval()
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    k, y, mask = _undersampled()
+    kw = dict(steps=3, corrector_steps=1, seed=5, slr_iters=2, calib_size=12)
+    same = [PCSampler(model, subspace="identity", drift=d, **kw).sample(y, mask) for d in ("subspace", "full")]
+    assert torch.equal(same[0], same[1])
+    paper, full = (PCSampler(model, subspace="espirit", drift=d, **kw).sample(y, mask) for d in ("subspace", "full"))
+    assert float((paper - full).abs().max()) > 1e-3 * float(y.abs().max())
+    with pytest.raises(ConfigError, match="drift"):
+        PCSampler(model, drift="nope")
+
+
 class _OracleModel:
     """The exact h (h = z(0) for every input): Algorithm 1 must then recover z(0) up to its final noise."""
 

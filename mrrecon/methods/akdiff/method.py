@@ -93,10 +93,12 @@ def _build(name: str, default_weights: str, checkpoint: str | None = None, devic
            = None,
            output: Annotated[str | None, f"state (line 16's z_0, the paper) | corrected (line 6's z0'' of the last "
                                          f"step: no last noise and Langevin moves) ({_default(_S.output)})"] = None,
+           drift: Annotated[str | None, f"what Sbar Sbar^* projects besides the noise: subspace (the score terms "
+                                        f"of lines 7 and 11 too, the paper) | full ({_default(_S.drift)})"] = None,
            ) -> AKDiffusionReconstructor:
     given = dict(steps=steps, corrector_steps=corrector_steps, snr=snr, lam=lam, correction=correction,
                  slr_iters=slr_iters, kernel_radius=kernel_radius, energy=energy, subspace=subspace,
-                 calib_size=calib_size, seed=seed, output=output)
+                 calib_size=calib_size, seed=seed, output=output, drift=drift)
     return AKDiffusionReconstructor(name, checkpoint, device, default_weights, data_weight=data_weight,
                                     **{k: v for k, v in given.items() if v is not None})
 

@@ -16,6 +16,10 @@ computed from the measured samples only, and converts the result back):
    13:      z_i = z_i + eta g + sqrt(2 eta) Sbar Sbar^* n
    16: output z_0
 
+``drift`` (docs/akdiff.md "Choices"): ``subspace`` applies Sbar Sbar^* to the score terms of lines 7 and 11 as
+printed; ``full`` applies it only to the injected noise (lines 8 and 13), so the part of the state outside the
+coil subspace also moves toward G_i h instead of keeping what it was initialised with.
+
 ``output`` (not in the paper's text; docs/akdiff.md "Choices"): ``state`` returns line 16's z_0 (the paper);
 ``corrected`` returns z0'' of the last predictor step (line 6 at t_1: the PI model's solution next to the
 network's projection h(z_1, t_1)), i.e. the reverse process's estimate of z(0) without the last step's noise
@@ -57,11 +61,12 @@ from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.kspace import mask_as_grid, real_mask
 from mrrecon.physics.operators import KSpaceMask
 
-__all__ = ["CORRECTIONS", "OUTPUTS", "PCSampler", "SamplerSettings", "WEIGHTS_SETTINGS", "check_weights_settings",
-           "settings_for"]
+__all__ = ["CORRECTIONS", "DRIFTS", "OUTPUTS", "PCSampler", "SamplerSettings", "WEIGHTS_SETTINGS",
+           "check_weights_settings", "settings_for"]
 
 CORRECTIONS = ("slr", "dc", "none")
 OUTPUTS = ("state", "corrected")
+DRIFTS = ("subspace", "full")
 
 
 @dataclass
@@ -81,6 +86,7 @@ class SamplerSettings:
     calib_size: int = 24  # ESPIRiT calibration region (searched for the largest fully sampled block)
     seed: int = 0
     output: str = "state"  # state (line 16: z_0, the paper) | corrected (z0'' of the last predictor step)
+    drift: str = "subspace"  # subspace (lines 7 and 11 projected, the paper) | full (only the noise projected)
 
     def __post_init__(self):
         if self.correction not in CORRECTIONS:
@@ -89,6 +95,8 @@ class SamplerSettings:
             raise ConfigError(f"subspace must be one of {SUBSPACES}, got {self.subspace!r}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.drift not in DRIFTS:
+            raise ConfigError(f"drift must be one of {DRIFTS}, got {self.drift!r}")
         if self.steps < 1 or self.corrector_steps < 0:
             raise ConfigError(f"need steps >= 1 and corrector_steps >= 0, got {self.steps}, {self.corrector_steps}")
         if self.snr <= 0 or self.lam < 0:
@@ -172,6 +180,9 @@ class PCSampler:
 
         # h of lines 5 and 10: a network that reads the coil subspace gets the same Sbar Sbar^* (model.py)
         h_of = functools.partial(model, project=proj) if getattr(model, "reads_subspace", False) else model
+        # what Sbar Sbar^* applies to besides the noise: the score terms of lines 7 and 11 too (the paper), or not
+        # (``drift: full``: the complement of the state also relaxes toward G_i h; docs/akdiff.md)
+        proj_drift = proj if s.drift == "subspace" else (lambda v: v)
         z = big_g[s.steps] * y + float(sigma[s.steps]) * proj(noise())  # line 2
         for i in range(s.steps - 1, -1, -1):
             n = noise()  # line 4
@@ -181,14 +192,14 @@ class PCSampler:
             if i == 0 and s.output == "corrected":  # z0'' at t_1: no last noise / Langevin step
                 self.last_nfe = nfe
                 return h_corr[0] if squeeze else h_corr
-            score_step = proj(big_g[i + 1] * h - z) * ((var[i + 1] - var[i]) / var[i + 1])  # line 7 (x step)
+            score_step = proj_drift(big_g[i + 1] * h - z) * ((var[i + 1] - var[i]) / var[i + 1])  # line 7 (x step)
             z = (z - (big_g[i + 1] - big_g[i]) * h_corr + score_step
                  + (var[i + 1] - var[i]) ** 0.5 * proj(n))  # line 8
             for _ in range(s.corrector_steps):  # lines 9-14
                 n = noise()
                 h = h_of(z, t[i])
                 nfe += 1
-                g = proj(big_g[i] * h - z) / var[i]  # line 11 (times Sbar Sbar^*)
+                g = proj_drift(big_g[i] * h - z) / var[i]  # line 11 (times Sbar Sbar^*)
                 g_norm = float(torch.linalg.vector_norm(g))
                 if not g_norm > 0:  # h(z_i) = z_i exactly (e.g. an untrained residual at t = 0): no step
                     continue
