@@ -146,7 +146,7 @@ def test_every_shipped_config_and_its_recipes_resolve():
     """Every config (with or without stages) loads, and every stage's recipe accepts its parameters."""
     from mrrecon.train.recipe import recipe_class
 
-    expected = {"ldpm-small": ["sketcher", "vae_nonmri", "vae", "denoiser", "controlnet"],
+    expected = {"ldpm-small": ["sketcher_base", "sketcher", "vae_nonmri", "vae", "denoiser", "controlnet"],
                 "ssdm-small": ["teacher", "student-64", "student-32", "student-16", "student-8", "student-4",
                                "student-2", "student-1"]}
     for path in sorted((REPO / "configs").glob("*.yaml")):

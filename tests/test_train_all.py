@@ -61,6 +61,7 @@ def test_train_all_script_trains_every_shipped_model_within_a_tiny_budget(tmp_pa
     assert sorted(p.name for p in (out / "weights" / "ldpm-small").iterdir()) == [
         "controlnet", "denoiser", "mrvae", "sketcher", "vae-nonmri"]
     assert (out / "weights" / "ssdm-small" / "student-1" / "model.safetensors").is_file()
+    assert not (out / "weights" / "ssdm-small" / "student-64").exists()  # intermediate stages are not shipped
     assert _weights_stamp() == before  # the shipped weights are never written
     shutil.rmtree(out)
 

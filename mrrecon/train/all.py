@@ -145,7 +145,8 @@ def train_all(manifest: str | os.PathLike, *, out: str | os.PathLike, budget_s: 
             overrides.append(f"train.max_time_s={budget_s}")
         plan = load_stages(entry.config, overrides)
         # the export folder names of the config's own stages decide the shipped layout
-        layout = {s.name: Path(s.config.train.export_dir).name if s.config.train.export_dir else s.name
+        # (a stage without one, e.g. LDPM's sketcher_base or SSDM's intermediate students, is not shipped)
+        layout = {s.name: Path(s.config.train.export_dir).name if s.config.train.export_dir else None
                   for s in load_stages(entry.config, entry.set).stages}
         echo(f"[{entry.weights}] {entry.config} {' '.join('--set ' + o for o in entry.set)}".rstrip())
         outcomes = run_stages(plan, resume=True, command=f"python -m mrrecon.train.all {manifest} "
@@ -154,7 +155,7 @@ def train_all(manifest: str | os.PathLike, *, out: str | os.PathLike, budget_s: 
         stages = {}
         for stage, outcome in zip(plan.stages, outcomes, strict=False):
             final = stage.out_dir / "final"
-            if not (final / "config.json").is_file():
+            if not (final / "config.json").is_file() or (plan.staged and layout[stage.name] is None):
                 continue
             target = dest if not plan.staged else dest / layout[stage.name]
             target.parent.mkdir(parents=True, exist_ok=True)
