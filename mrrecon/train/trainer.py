@@ -452,7 +452,7 @@ class Trainer:
         end = {"max_steps": max_steps, "complete": state.step >= max_steps, "stopped_on_time": stopped_on_time}
         if main:
             final_dir = self._export(self.out_dir / "final", recipe, model, ema, state, "final", end)
-            self._copy_to_export_dir(final_dir)
+            export_final(self.config.train, final_dir)
             logger.close()
         acc.wait_for_everyone()
         return TrainResult(self.out_dir, state.step, losses, state.best_metric, state.best_step, state.wall_time_s,
@@ -486,7 +486,7 @@ class Trainer:
         if acc.is_main_process:
             end = {"max_steps": 0, "complete": True, "stopped_on_time": False, "converted": True}
             final_dir = self._export(self.out_dir / "final", recipe, model, None, state, "final", end)
-            self._copy_to_export_dir(final_dir)
+            export_final(self.config.train, final_dir)
         acc.wait_for_everyone()
         return TrainResult(self.out_dir, 0, [], None, None, state.wall_time_s, final_dir, {}, max_steps=0)
 
@@ -559,9 +559,6 @@ class Trainer:
         (tmp / "README.md").write_text(model_card(self.config, meta, model.num_parameters()))
         _replace_dir(tmp, directory)
         return directory
-
-    def _copy_to_export_dir(self, final_dir: Path) -> None:
-        export_final(self.config.train, final_dir)
 
     def _save_checkpoint(self, acc, manager, model, optimizer, scheduler, ema, state, player=None,
                          p_optimizer=None) -> None:
