@@ -389,6 +389,29 @@ def test_subspace_network_trains_and_samples_through_the_projection():
     assert torch.isfinite(img).all() and sampler.last_nfe == 4
 
 
+def test_train_noise_full_noises_the_complement_of_the_subspace():
+    """Eq. 8 (train_noise: subspace) leaves (I - SS^*) z(t) = G_t (I - SS^*) z(0) noise-free; ``full`` noises it
+    with the same std as the subspace part."""
+    k, maps = _phantom(16, 16, 3)
+    sub = MapsSubspace(maps[None])
+    t = torch.tensor([0.7])
+    seen = {}
+    for kind in ("subspace", "full"):
+        model = AKDiffusionModel({**TINY, "train_noise": kind})
+        z0 = k[None] * model.kspace_scale(k)
+        model.score_matching_loss(z0, sub, t=t, generator=torch.Generator().manual_seed(1),
+                                  h_fn=lambda z, tt: seen.__setitem__(kind, z) or z)
+        g = model.sde.attenuation(t, z0.shape[-2:], z0.device)
+        seen[kind] = (seen[kind] - g * z0, model.sde.kernel_std(t).item())
+    (res_sub, std), (res_full, _) = seen["subspace"], seen["full"]
+    assert torch.allclose(res_sub - sub.project(res_sub), torch.zeros_like(res_sub), atol=1e-5)
+    off = res_full - sub.project(res_full)
+    assert off.abs().pow(2).mean().sqrt() > 0.5 * std  # a sizeable share of the noise lies outside (2 of 3 dims)
+    assert torch.allclose(sub.project(res_full), sub.project(res_sub), atol=1e-5)  # the same draw inside
+    with pytest.raises(ConfigError, match="train_noise"):
+        AKDiffusionConfig(train_noise="coils")
+
+
 def test_score_matching_loss_is_zero_for_the_exact_h():
     torch.manual_seed(0)
     model = AKDiffusionModel(TINY)

@@ -33,7 +33,10 @@ Choices the paper leaves open (docs/akdiff.md gives the reasons and the measurem
   z(t) that eq. 8 perturbs and writes only the part eq. 11 scores. Under ``full`` the ESPIRiT-trained network
   learns from the noise-free complement (I - Sbar Sbar^*) z(t) = G_t (I - Sbar Sbar^*) z(0), which sampling
   never offers (benchmarks/akdiff.py ``--group leak``); the projection is the training subspace in the loss and
-  the sampler's Sbar Sbar^* in Algorithm 1, so the two see the same kind of input.
+  the sampler's Sbar Sbar^* in Algorithm 1, so the two see the same kind of input;
+* the forward-process noise in training (``train_noise``): ``subspace`` (eq. 8: z(t) ~ N(G_t z(0), sigma^2 Sbar
+  Sbar^*)) or ``full`` (isotropic noise, the complement noised too; eq. 11's loss unchanged), so the network cannot
+  learn from a noise-free complement that sampling never offers (docs/akdiff.md).
 """
 
 from __future__ import annotations
@@ -55,11 +58,12 @@ from mrrecon.nn.unet import channels_to_complex, complex_to_channels
 from mrrecon.physics.coils import espirit_maps, sos_maps
 from mrrecon.physics.fft import ifft2c
 
-__all__ = ["DEFAULT_WIDTHS", "LEGACY_UNITS", "NETWORK_SPACES", "AKDiffusionConfig", "AKDiffusionModel",
-           "batch_channels_to_coils", "coils_to_batch_channels"]
+__all__ = ["DEFAULT_WIDTHS", "LEGACY_UNITS", "NETWORK_SPACES", "TRAIN_NOISES", "AKDiffusionConfig",
+           "AKDiffusionModel", "batch_channels_to_coils", "coils_to_batch_channels"]
 
 TRAIN_SUBSPACES = ("espirit", "sos", "identity")
 NETWORK_SPACES = ("full", "subspace")
+TRAIN_NOISES = ("subspace", "full")
 SIGMA_MIN_RULES = ("absolute", "noise_floor")
 # (lowpass_std, kspace_weight_f0) when not given. fov: in samples (cycles per FOV); G_T keeps about the ACS of a
 # uniform 6x mask at the 128 x 128 training matrix (10 lines, -5..4), and the weight's knee is 1/64 cycles/pixel
@@ -95,6 +99,7 @@ class AKDiffusionConfig:
     train_subspace: str = "espirit"  # Sbar Sbar^* in training: espirit | sos | identity (ablation)
     calib_size: int = 24  # ESPIRiT calibration region used in training
     network_space: str = "full"  # full: h = z + r(z) (eq. 10) | subspace: h = z + SS^* r(SS^* z) (module doc)
+    train_noise: str = "subspace"  # forward-process noise in training: subspace (eq. 8) | full (isotropic)
     t_eps: float = 1e-3
     loss_weighting: str = "inverse_sigma2"  # lambda(t) of eq. 11: inverse_sigma2 | none
     # Algorithm 1's settings chosen for these weights on validation slices (SamplerSettings fields but
@@ -108,6 +113,8 @@ class AKDiffusionConfig:
             raise ConfigError(f"train_subspace must be one of {TRAIN_SUBSPACES}, got {self.train_subspace!r}")
         if self.network_space not in NETWORK_SPACES:
             raise ConfigError(f"network_space must be one of {NETWORK_SPACES}, got {self.network_space!r}")
+        if self.train_noise not in TRAIN_NOISES:
+            raise ConfigError(f"train_noise must be one of {TRAIN_NOISES}, got {self.train_noise!r}")
         if self.frequency_units not in FREQUENCY_UNITS:
             raise ConfigError(f"frequency_units must be one of {FREQUENCY_UNITS}, got {self.frequency_units!r}")
         if self.kspace_scaling not in KSPACE_SCALINGS:
@@ -250,13 +257,15 @@ class AKDiffusionModel(PretrainedModel):
                             noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
                             h_fn=None) -> torch.Tensor:
         """Eq. 11: mean over the batch of lambda(t) ||Sbar^* (G_t (.) (h(z(t), t) - z(0)))||^2 / (H W), with
-        z(t) ~ N(G_t z(0), (sigma(t)^2 - sigma_0^2) Sbar Sbar^*). z0 in SDE units. ``h_fn`` replaces the
-        network (tests: the exact h = z(0) gives 0)."""
+        z(t) ~ N(G_t z(0), (sigma(t)^2 - sigma_0^2) Sbar Sbar^*) (``train_noise: full``: isotropic covariance, so
+        the complement of the subspace is noised too; the loss stays in the subspace). z0 in SDE units. ``h_fn``
+        replaces the network (tests: the exact h = z(0) gives 0)."""
         b = z0.shape[0]
         if t is None:
             t = torch.rand(b, generator=generator, dtype=torch.float64).to(z0.device)
             t = self.config.t_eps + (1 - self.config.t_eps) * t
-        z_t, g = self.sde.perturb(z0, t, subspace.project, noise=noise, generator=generator)
+        noise_space = subspace.project if self.config.train_noise == "subspace" else (lambda v: v)
+        z_t, g = self.sde.perturb(z0, t, noise_space, noise=noise, generator=generator)
         h = h_fn(z_t, t) if h_fn is not None else self(z_t, t, project=subspace.project)
         energy = subspace.combined_energy(g * (h - z0))  # (B,)
         if self.config.loss_weighting == "inverse_sigma2":
