@@ -114,7 +114,9 @@ def vae_table(args, work: Path) -> None:
 def tables(out: Path) -> str:
     """Markdown tables of the three result files (for docs/ldpm.md)."""
     lines = []
-    for name, title in (("ldpm_sim", "held-out simulated brains"), ("ldpm_shared", "shared fastMRI brain/knee")):
+    for name, title in (("ldpm_sim", "held-out simulated brains, 8x"), ("ldpm_sim_4x", "held-out simulated brains, 4x"),
+                        ("ldpm_shared", "shared fastMRI brain/knee, 8x"),
+                        ("ldpm_shared_4x", "shared fastMRI brain/knee, 4x")):
         path = out / f"{name}.json"
         if not path.is_file():
             continue
@@ -128,7 +130,7 @@ def tables(out: Path) -> str:
                          f"{r['ssim_mean']:.4f} | {r['nmse_mean']:.4f} | {r['seconds_mean']:.1f} | {nfe} |")
         if res.get("paired"):
             lines += ["", paired_table_markdown(res["paired"])]
-        if name == "ldpm_shared":
+        if name.startswith("ldpm_shared"):
             lines += ["", "| method | file | PSNR | SSIM |", "|---|---|---|---|"]
             lines += [f"| {v['method']} | {v['file']} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for v in res["volumes"]
                       if v.get("psnr") is not None]

@@ -10,9 +10,9 @@ stage builds on (LDPM's frozen VAE, SSDM's teacher, ...) are the shipped weights
 the run folder as if trained there. Nothing is exported to weights/.
 
 Modes (``--modes``): ``fp32``; ``bf16`` (autocast, ``train.mixed_precision=bf16``); ``channels_last``
-(``train.channels_last=true``); ``bf16+channels_last``; ``compile`` (``train.compile=true``, fp32) and
-``bf16+channels_last+compile``. Time per step: the median over the steps after ``--warmup`` (compilation
-falls in the warm-up), from the run's train_log.csv (wall time between consecutive steps). The modes of one
+(``train.channels_last=true``); ``bf16+channels_last``; ``compile`` (``train.compile=true``, fp32),
+``channels_last+compile`` and ``bf16+channels_last+compile``. Time per step: the median over the steps after
+``--warmup`` (compilation falls in the warm-up), from the run's train_log.csv (wall time between consecutive steps). The modes of one
 (config, stage) run back to back in one process, so machine noise hits them alike; ratios are to fp32.
 
 Usage:
@@ -48,6 +48,7 @@ MODES = {  # 'no' quoted: YAML reads a bare no as false
     "channels_last": ["train.mixed_precision='no'", "train.channels_last=true", "train.compile=false"],
     "bf16+channels_last": ["train.mixed_precision=bf16", "train.channels_last=true", "train.compile=false"],
     "compile": ["train.mixed_precision='no'", "train.channels_last=false", "train.compile=true"],
+    "channels_last+compile": ["train.mixed_precision='no'", "train.channels_last=true", "train.compile=true"],
     "bf16+channels_last+compile": ["train.mixed_precision=bf16", "train.channels_last=true", "train.compile=true"],
 }
 DEFAULT_CONFIGS = "unet-small,varnet-small,ssdm-small,ldpm-small,akdiff-small,ima-small"
