@@ -300,6 +300,32 @@ def test_registered_methods_reconstruct_reproducibly(tmp_path):
         load("ldpm:bogus=1", checkpoint=str(tmp_path))
 
 
+def test_samples_option_averages_the_seeds_complex_outputs(tmp_path):
+    """``ldpm:samples=K``: the output is the mean of the K complex final-DC images of seeds seed..seed+K-1 (so it
+    keeps the measured samples under hard DC), and NFE counts every sample's steps."""
+    from mrrecon.core.reconstructor import get_info
+    from mrrecon.data.sample import Sample
+    from mrrecon.methods import load
+
+    _save_tiny_weights(tmp_path)
+    x = _phantom(24) * 3.0
+    meas = _single_coil(x, seed=4)
+    sample = Sample(kspace=meas.kspace[0], mask=meas.mask[0], target=x)
+    ck = str(tmp_path)
+    one = [load(f"ldpm:steps=2:seed={s}", checkpoint=ck).reconstruct_complex(sample) for s in (3, 4)]
+    m = load("ldpm:steps=2:seed=3:samples=2", checkpoint=ck)
+    both = m.reconstruct_complex(sample)
+    assert torch.allclose(both, (one[0] + one[1]) / 2, atol=1e-5 * float(both.abs().max()))
+    assert not torch.allclose(one[0], one[1])  # the two seeds differ, so the mean is not one of them
+    assert torch.allclose(m.reconstruct(sample), both.abs(), atol=1e-6 * float(both.abs().max()))
+    assert m.last_nfe == 4 and get_info("ldpm").expected_nfe(m) == 4
+    at = meas.mask[0, 0].expand_as(both)  # (1, 24) -> (24, 24)
+    kept = fft2c(both)[at]
+    assert torch.allclose(kept, meas.kspace[0, 0][at], atol=1e-4 * float(kept.abs().max()))
+    with pytest.raises(ConfigError, match="samples"):
+        load("ldpm:samples=0", checkpoint=ck)
+
+
 def test_final_dc_option_of_every_sampled_variant(tmp_path, monkeypatch):
     """``final_dc`` (hard default, soft, none) is an option of ldpm and each sampled ablation (the same final DC
     for all); with hard DC the single-coil measured samples are kept (``reconstruct_complex``, the registry's

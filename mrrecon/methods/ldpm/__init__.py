@@ -35,10 +35,12 @@ def _factory(variant: str, checkpoint: str | None = None, device: str | torch.de
              final_dc: Annotated[str, "data consistency of the decoded image after the last step (not in the paper): "
                                       "hard | soft | none (the paper's D(z_0))"] = SamplerSettings.final_dc,
              final_dc_weight: Annotated[float, "soft final DC: fraction in (0, 1) the measured samples move toward "
-                                               "k_u"] = SamplerSettings.final_dc_weight) -> LDPMReconstructor:
+                                               "k_u"] = SamplerSettings.final_dc_weight,
+             samples: Annotated[int, "posterior samples from seeds seed, seed + 1, ... whose mean is the output (not "
+                                     "in the paper; 1 = the paper's single sample)"] = 1) -> LDPMReconstructor:
     return LDPMReconstructor(variant, checkpoint=checkpoint, device=device, steps=steps,
                              guidance_scale=guidance_scale, stage_boundary=stage_boundary, eta=eta, seed=seed, vae=vae,
-                             final_dc=final_dc, final_dc_weight=final_dc_weight)
+                             final_dc=final_dc, final_dc_weight=final_dc_weight, samples=samples)
 
 
 def _sketcher(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LDPMReconstructor:
@@ -58,7 +60,8 @@ _DESCRIPTIONS = {
 # Hard-DC claim: with final_dc=hard (the default) the sampled variants end with a hard DC of the decoded image;
 # reconstruct_complex is that complex image, whose single-coil k-space equals k_u at the mask (multi-coil: the
 # SENSE-combined DC image, no exact claim). No claim with soft / none, nor for the sketcher (the magnitude of its
-# DC image, eq. 3). NFE: denoiser evaluations (U-Net + ControlNet), one per sampling step; the sketcher none.
+# DC image, eq. 3). NFE: denoiser evaluations (U-Net + ControlNet), one per sampling step and sample; the sketcher
+# none.
 
 
 def _hard_dc_claim(method: LDPMReconstructor) -> dict[str, str]:
@@ -71,4 +74,4 @@ for _name, _desc in _DESCRIPTIONS.items():
         needs_weights=True, default_weights=DEFAULT_WEIGHTS, paper=PAPER,
         ablation_of=None if _name == "ldpm" else "ldpm",
         hard_dc={} if _name == "ldpm-sketcher" else _hard_dc_claim,
-        nfe=0 if _name == "ldpm-sketcher" else (lambda m: m.settings.steps)))
+        nfe=0 if _name == "ldpm-sketcher" else (lambda m: m.settings.steps * m.samples)))

@@ -58,9 +58,13 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MRVAE:
 class LDPMReconstructor(Reconstructor):
     def __init__(self, variant: str = "ldpm", checkpoint: str | None = None, device: str | torch.device = "cpu",
                  steps: int = 50, guidance_scale: float = 0.1, stage_boundary: int = 200, eta: float = 0.0,
-                 seed: int = 0, vae: str | None = None, final_dc: str = "hard", final_dc_weight: float = 0.5):
+                 seed: int = 0, vae: str | None = None, final_dc: str = "hard", final_dc_weight: float = 0.5,
+                 samples: int = 1):
         if variant not in VARIANTS:
             raise ConfigError(f"unknown LDPM variant {variant!r}; one of {VARIANTS}")
+        if int(samples) < 1:
+            raise ConfigError(f"samples must be >= 1, got {samples}")
+        self.samples = int(samples)
         self.name, self.variant = variant, variant
         self.device = torch.device(device)
         root = resolve_pretrained(checkpoint or "ldpm-small")
@@ -117,11 +121,15 @@ class LDPMReconstructor(Reconstructor):
             return out.to(torch.complex64) if complex_output else out
         cond_pad, pad = pad_to(cond, self.pad_multiple)
         c_latent = self.vae.encode(cond_pad)
-        g = torch.Generator().manual_seed(self.seed)
-        x, nfe = dual_stage_sample(lambda z, t: self.model(z, t, c_latent), self.vae, meas, self.schedule,
-                                   self.settings, tuple(c_latent.shape), pad, generator=g,
-                                   complex_output=complex_output)  # D(z_0), then the final DC
+        # D(z_0), then the final DC, for each of ``samples`` initial noises (seeds seed, seed + 1, ...); their mean
+        # (not in the paper: the posterior mean's estimate, as ssdm:samples) -- with one sample the paper's output
+        x, nfe = 0, 0
+        for k in range(self.samples):
+            g = torch.Generator().manual_seed(self.seed + k)
+            xk, nk = dual_stage_sample(lambda z, t: self.model(z, t, c_latent), self.vae, meas, self.schedule,
+                                       self.settings, tuple(c_latent.shape), pad, generator=g, complex_output=True)
+            x, nfe = x + xk / self.samples, nfe + nk
         self.last_nfe = nfe
         if complex_output:
             return x[0] * scale.to(x.real.dtype)
-        return (x[0].float() * scale).clamp_min(0)
+        return (x[0].abs().float() * scale).clamp_min(0)
