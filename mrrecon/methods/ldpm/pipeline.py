@@ -57,7 +57,7 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MRVAE:
 
 class LDPMReconstructor(Reconstructor):
     def __init__(self, variant: str = "ldpm", checkpoint: str | None = None, device: str | torch.device = "cpu",
-                 steps: int = 50, guidance_scale: float = 0.1, stage_boundary: int = 200, eta: float = 0.0,
+                 steps: int = 10, guidance_scale: float = 0.1, stage_boundary: int = 200, eta: float = 0.0,
                  seed: int = 0, vae: str | None = None, final_dc: str = "hard", final_dc_weight: float = 0.5,
                  samples: int = 1):
         if variant not in VARIANTS:

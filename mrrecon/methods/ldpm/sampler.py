@@ -45,7 +45,7 @@ FINAL_DC = ("hard", "soft", "none")
 
 @dataclass
 class SamplerSettings:
-    steps: int = 50
+    steps: int = 10  # measured: 50 steps lose 3.5 dB against 10 with the small weights (docs/ldpm.md)
     stage_boundary: int = 200  # p
     guidance_scale: float = 0.1  # g
     eta: float = 0.0
