@@ -12,8 +12,9 @@ the run folder as if trained there. Nothing is exported to weights/.
 Modes (``--modes``): ``fp32``; ``bf16`` (autocast, ``train.mixed_precision=bf16``); ``channels_last``
 (``train.channels_last=true``); ``bf16+channels_last``; ``compile`` (``train.compile=true``, fp32),
 ``channels_last+compile`` and ``bf16+channels_last+compile``. Time per step: the median over the steps after
-``--warmup`` (compilation falls in the warm-up), from the run's train_log.csv (wall time between consecutive steps). The modes of one
-(config, stage) run back to back in one process, so machine noise hits them alike; ratios are to fp32.
+``--warmup`` (compilation falls in the warm-up), from the run's train_log.csv (wall time between consecutive
+steps). The modes of one (config, stage) run back to back in one process, so machine noise hits them alike;
+ratios are to fp32.
 
 Usage:
     python benchmarks/train_speed.py [--threads 1] [--steps 30] [--warmup 5]

@@ -57,9 +57,10 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MRVAE:
 
 class LDPMReconstructor(Reconstructor):
     def __init__(self, variant: str = "ldpm", checkpoint: str | None = None, device: str | torch.device = "cpu",
-                 steps: int = 10, guidance_scale: float = 0.1, stage_boundary: int = 200, eta: float = 0.0,
-                 seed: int = 0, vae: str | None = None, final_dc: str = "hard", final_dc_weight: float = 0.5,
-                 samples: int = 1):
+                 steps: int = SamplerSettings.steps, guidance_scale: float = SamplerSettings.guidance_scale,
+                 stage_boundary: int = SamplerSettings.stage_boundary, eta: float = SamplerSettings.eta,
+                 seed: int = 0, vae: str | None = None, final_dc: str = SamplerSettings.final_dc,
+                 final_dc_weight: float = SamplerSettings.final_dc_weight, samples: int = 1):
         if variant not in VARIANTS:
             raise ConfigError(f"unknown LDPM variant {variant!r}; one of {VARIANTS}")
         if int(samples) < 1:
