@@ -29,6 +29,26 @@ def environment() -> dict:
     }
 
 
+# The shared folder's single-coil slices by name (MANIFEST number): the fastMRI brains and knees and the complex
+# mGRE brain slices, read in place. The benchmarks that report "shared single-coil brains" (ssdm, ldpm) use the
+# brain names of this list, so their figures are on the same slices.
+SHARED_SINGLE_COIL = {
+    "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",
+    "brain_flair(#8)": "fastmri_singlecoil_ssdm/brain2.npy",
+    "knee_pd(#9)": "fastmri_singlecoil_ssdm/knee1.npy",
+    "knee_pd(#10)": "fastmri_singlecoil_ssdm/knee2.npy",
+    "knee_pd(#2)": "fastmri_knee_scoremri/real/retrospective/001.npy",
+    "knee_pdfs(#3)": "fastmri_knee_scoremri/real/retrospective/002.npy",
+    "knee_pdfs(#4)": "fastmri_knee_scoremri/real/retrospective/003.npy",
+    "brain_mgre(#11)": "mgre_brain_complex_ssdm/img1_slice_50.npy",
+    "brain_mgre(#12)": "mgre_brain_complex_ssdm/img1_slice_60.npy",
+    "brain_mgre(#13)": "mgre_brain_complex_ssdm/img1_slice_70.npy",
+    "brain_mgre(#14)": "mgre_brain_complex_ssdm/img1_slice_80.npy",
+}
+SHARED_BRAIN = [n for n in SHARED_SINGLE_COIL if n.startswith("brain")]
+SHARED_KNEE = [n for n in SHARED_SINGLE_COIL if n.startswith("knee")]
+
+
 def shared_data_dir(arg: str | None = None) -> Path | None:
     """The shared real-data folder: ``arg``, else $MRRECON_SHARED_DATA, else ../shared/data beside the checkout."""
     for cand in [arg, os.environ.get("MRRECON_SHARED_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"]:

@@ -1,15 +1,17 @@
 """LDPM's closing figures: Table II analogue (ablations), Fig. 3 analogue (MR-VAE vs a non-MRI VAE), shared data.
 
     python benchmarks/ldpm.py --part sim    [--steps 10] [--subjects 4] [--accel 8]   -> results/ldpm_sim.json
-    python benchmarks/ldpm.py --part shared [--steps 10] [--accel 8]                  -> results/ldpm_shared.json
+    python benchmarks/ldpm.py --part shared [--steps 10] [--accel 8] [--anatomy brain] -> results/ldpm_shared.json
     python benchmarks/ldpm.py --part vae                                              -> results/ldpm_vae.json
 
 ``sim``: held-out simulated brains (simulator seed 1000, never seen in training; 8 coils, 256x256) at random1d
 ``--accel``, through ``mrrecon.eval.benchmark.run_benchmark``: zero-filled, the sketcher alone, ``ldpm`` and the
 three ablations, and beside them the retrained ``unet`` and ``ssdm`` when their weights are shipped (time and
 denoiser evaluations per slice).
-``shared``: the same methods on the fastMRI brain and knee slices of ``benchmarks/shared-data.yaml`` (read in place
-from the shared data folder; skipped when absent). ``vae``: reconstruction D(E(x)) PSNR/SSIM of the MR-VAE and
+``shared``: the same methods on the shared folder's single-coil slices (read in place; skipped when absent):
+``--anatomy brain`` (default) the six brains that ssdm's benchmark reports too (fastMRI FLAIR #7-8 and the complex
+mGRE slices #11-14, ``_common.SHARED_BRAIN``), ``--anatomy knee`` the five fastMRI knees (-> ldpm_shared_knee).
+``vae``: reconstruction D(E(x)) PSNR/SSIM of the MR-VAE and
 of the non-MRI VAE on the held-out simulated targets and the shared brain/knee targets.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import environment, shared_data_dir, slim_results  # noqa: E402
+from _common import SHARED_BRAIN, SHARED_KNEE, SHARED_SINGLE_COIL, environment, shared_data_dir, slim_results  # noqa: E402,E501
 
 import mrrecon  # noqa: E402,F401
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
@@ -32,7 +34,7 @@ from mrrecon.eval.paired import paired_table_markdown  # noqa: E402
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED_NAMES = ("brain1.npy", "brain2.npy", "knee1.npy", "knee2.npy")
+SHARED_NAMES = ("brain1.npy", "brain2.npy", "knee1.npy", "knee2.npy")  # the Fig. 3 analogue's shared targets
 
 
 def methods(steps: int, with_ssdm: bool) -> list[str]:
@@ -62,6 +64,7 @@ def part_benchmark(args, specs: list[DataSpec], data_root: Path, name: str, work
     res = run_benchmark(specs, cfg, work / "benchmark", overwrite=True)  # measure anew
     command = f"python benchmarks/ldpm.py --part {args.part} --steps {args.steps} --accel {args.accel}" + (
         f" --subjects {args.subjects}" if args.part == "sim" else "") + (
+        f" --anatomy {args.anatomy}" if args.part == "shared" and args.anatomy != "brain" else "") + (
         f" --methods {args.methods}" if args.methods else "") + (f" --name {args.name}" if args.name else "")
     name = args.name or name
     atomic_write_json(Path(args.out) / f"{name}.json", slim_results(res, command, data_root=data_root, data=info))
@@ -115,8 +118,10 @@ def tables(out: Path) -> str:
     """Markdown tables of the three result files (for docs/ldpm.md)."""
     lines = []
     for name, title in (("ldpm_sim", "held-out simulated brains, 8x"), ("ldpm_sim_4x", "held-out simulated brains, 4x"),
-                        ("ldpm_shared", "shared fastMRI brain/knee, 8x"),
-                        ("ldpm_shared_4x", "shared fastMRI brain/knee, 4x")):
+                        ("ldpm_shared", "shared single-coil brains, 8x"),
+                        ("ldpm_shared_4x", "shared single-coil brains, 4x"),
+                        ("ldpm_shared_knee", "shared fastMRI knees, 8x"),
+                        ("ldpm_shared_knee_4x", "shared fastMRI knees, 4x")):
         path = out / f"{name}.json"
         if not path.is_file():
             continue
@@ -153,6 +158,8 @@ def main():
     ap.add_argument("--subjects", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--no-ssdm", action="store_true")
+    ap.add_argument("--anatomy", choices=("brain", "knee"), default="brain",
+                    help="--part shared: the shared single-coil brains (default) or knees")
     ap.add_argument("--methods", default=None, help="comma-separated method specs instead of the default list")
     ap.add_argument("--name", default=None, help="result file name (default ldpm_<part>)")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -173,8 +180,11 @@ def main():
     if shared is None:
         print("shared data folder not found (set MRRECON_SHARED_DATA); nothing to do")
         return None
-    specs = [s for s in read_manifest(HERE / "shared-data.yaml", str(shared)) if s.path.name in SHARED_NAMES]
-    return part_benchmark(args, specs, shared, "ldpm_shared", work, {"files": list(SHARED_NAMES)})
+    names = SHARED_BRAIN if args.anatomy == "brain" else SHARED_KNEE
+    files = {n: SHARED_SINGLE_COIL[n] for n in names if (shared / SHARED_SINGLE_COIL[n]).is_file()}
+    specs = [DataSpec(shared / rel, {"name": n}) for n, rel in files.items()]
+    name = "ldpm_shared" if args.anatomy == "brain" else "ldpm_shared_knee"
+    return part_benchmark(args, specs, shared, name, work, {"files": files})
 
 
 if __name__ == "__main__":

@@ -63,7 +63,16 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from _common import display_path, environment, shared_data_dir, slim_results, time_interleaved  # noqa: E402
+from _common import (  # noqa: E402
+    SHARED_BRAIN,
+    SHARED_KNEE,
+    SHARED_SINGLE_COIL,
+    display_path,
+    environment,
+    shared_data_dir,
+    slim_results,
+    time_interleaved,
+)
 
 import mrrecon  # noqa: E402,F401  (allocator settings)
 from mrrecon.data.datasets import samples_from_file  # noqa: E402
@@ -72,22 +81,6 @@ from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, run_benchmark  # n
 from mrrecon.eval.report import uncertainty_grid_png, uncertainty_maps  # noqa: E402
 from mrrecon.methods import load  # noqa: E402
 from mrrecon.utils.io import atomic_write_bytes, atomic_write_json  # noqa: E402
-
-SHARED_SINGLE_COIL = {
-    "brain_flair(#7)": "fastmri_singlecoil_ssdm/brain1.npy",
-    "brain_flair(#8)": "fastmri_singlecoil_ssdm/brain2.npy",
-    "knee_pd(#9)": "fastmri_singlecoil_ssdm/knee1.npy",
-    "knee_pd(#10)": "fastmri_singlecoil_ssdm/knee2.npy",
-    "knee_pd(#2)": "fastmri_knee_scoremri/real/retrospective/001.npy",
-    "knee_pdfs(#3)": "fastmri_knee_scoremri/real/retrospective/002.npy",
-    "knee_pdfs(#4)": "fastmri_knee_scoremri/real/retrospective/003.npy",
-    "brain_mgre(#11)": "mgre_brain_complex_ssdm/img1_slice_50.npy",
-    "brain_mgre(#12)": "mgre_brain_complex_ssdm/img1_slice_60.npy",
-    "brain_mgre(#13)": "mgre_brain_complex_ssdm/img1_slice_70.npy",
-    "brain_mgre(#14)": "mgre_brain_complex_ssdm/img1_slice_80.npy",
-}
-SHARED_BRAIN = [n for n in SHARED_SINGLE_COIL if n.startswith("brain")]
-SHARED_KNEE = [n for n in SHARED_SINGLE_COIL if n.startswith("knee")]
 
 
 def _row(summary: list[dict], method: str, data: str | None = None, accel: float | None = None) -> dict | None:
