@@ -526,6 +526,32 @@ def test_corrected_output_keeps_measured_samples_and_skips_the_last_moves(correc
         PCSampler(model, output="nope")
 
 
+def test_projected_output_is_the_corrected_estimate_in_the_coil_subspace_with_the_measured_samples():
+    """output=projected: M y + (1 - M) Sbar Sbar^* z0'' of the same run as output=corrected (same seed, same NFE);
+    with the identity subspace it equals corrected exactly."""
+    from mrrecon.methods.akdiff.coil_subspace import estimate_subspace
+    from mrrecon.physics.kspace import mask_as_grid, real_mask
+
+    torch.manual_seed(0)
+    model = AKDiffusionModel({**TINY, "calib_size": 12}).eval()
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    k, y, mask = _undersampled()
+    m = real_mask(mask_as_grid(mask, y[None])[0], y).expand_as(y)
+    kw = dict(steps=3, corrector_steps=1, seed=5, slr_iters=3, calib_size=12)
+    corrected = PCSampler(model, output="corrected", **kw)
+    projected = PCSampler(model, output="projected", **kw)
+    zc, zp = corrected.sample(y, mask), projected.sample(y, mask)
+    assert projected.last_nfe == corrected.last_nfe == 5
+    proj = estimate_subspace("espirit", y[None] * m, mask, calib_size=12)
+    expected = m * y + (1 - m) * proj(zc[None])[0]
+    assert torch.allclose(zp, expected, atol=1e-5 * float(y.abs().max()))
+    assert float((zp - zc).abs().max()) > 1e-3 * float(y.abs().max())  # the projection removed something
+    kw["subspace"] = "identity"
+    assert torch.allclose(PCSampler(model, output="projected", **kw).sample(y, mask),
+                          PCSampler(model, output="corrected", **kw).sample(y, mask), atol=1e-6)
+
+
 def test_full_drift_moves_the_complement_and_equals_the_paper_without_a_subspace():
     """drift=full projects only the noise: with the identity subspace it is Algorithm 1 exactly; with ESPIRiT it
     changes the state outside the coil subspace (which drift=subspace moves only through line 8's deblurring)."""

@@ -92,7 +92,9 @@ def _build(name: str, default_weights: str, checkpoint: str | None = None, devic
            seed: Annotated[int | None, f"sampler seed (initial noise and every noise draw) ({_default(_S.seed)})"]
            = None,
            output: Annotated[str | None, f"state (line 16's z_0, the paper) | corrected (line 6's z0'' of the last "
-                                         f"step: no last noise and Langevin moves) ({_default(_S.output)})"] = None,
+                                         f"step: no last noise and Langevin moves) | projected (that z0'' projected "
+                                         f"onto the coil subspace, measured samples kept) ({_default(_S.output)})"
+                             ] = None,
            drift: Annotated[str | None, f"what Sbar Sbar^* projects besides the noise: subspace (the score terms "
                                         f"of lines 7 and 11 too, the paper) | full ({_default(_S.drift)})"] = None,
            ) -> AKDiffusionReconstructor:
@@ -111,7 +113,7 @@ def _nfe(method: AKDiffusionReconstructor) -> int:
     """N (1 + M): one score evaluation per predictor step and per corrector step (output=corrected skips the
     last step's M corrector evaluations)."""
     s = method.sampler.settings
-    return s.steps * (1 + s.corrector_steps) - (s.corrector_steps if s.output == "corrected" else 0)
+    return s.steps * (1 + s.corrector_steps) - (s.corrector_steps if s.output != "state" else 0)
 
 
 # No hard-DC claim: line 6 makes the network's estimate consistent, but the sample z_0 takes the predictor's and

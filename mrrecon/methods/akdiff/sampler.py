@@ -23,7 +23,9 @@ coil subspace also moves toward G_i h instead of keeping what it was initialised
 ``output`` (not in the paper's text; docs/akdiff.md "Choices"): ``state`` returns line 16's z_0 (the paper);
 ``corrected`` returns z0'' of the last predictor step (line 6 at t_1: the PI model's solution next to the
 network's projection h(z_1, t_1)), i.e. the reverse process's estimate of z(0) without the last step's noise
-and Langevin moves (score_sde's final "noise removal" step plays the same role).
+and Langevin moves (score_sde's final "noise removal" step plays the same role); ``projected`` returns that z0''
+projected onto the coil subspace with the measured samples put back, M y + (1 - M) Sbar Sbar^* z0'' (eq. 11's loss
+never sees the complement of h, so what the network writes there is unconstrained).
 
 Division by Sbar Sbar^* followed by multiplication with it (lines 7-8, 11-13) is the projection onto its range;
 for the projections (ESPIRiT / sos maps, identity) that is Sbar Sbar^* itself, which is what we apply; for the
@@ -65,7 +67,7 @@ __all__ = ["CORRECTIONS", "DRIFTS", "OUTPUTS", "PCSampler", "SamplerSettings", "
            "check_weights_settings", "settings_for"]
 
 CORRECTIONS = ("slr", "dc", "none")
-OUTPUTS = ("state", "corrected")
+OUTPUTS = ("state", "corrected", "projected")
 DRIFTS = ("subspace", "full")
 
 
@@ -85,7 +87,7 @@ class SamplerSettings:
     subspace: str = "espirit"  # espirit | sos | slr | identity
     calib_size: int = 24  # ESPIRiT calibration region (searched for the largest fully sampled block)
     seed: int = 0
-    output: str = "state"  # state (line 16: z_0, the paper) | corrected (z0'' of the last predictor step)
+    output: str = "state"  # state (line 16: z_0, the paper) | corrected (z0'' of the last predictor step) | projected
     drift: str = "subspace"  # subspace (lines 7 and 11 projected, the paper) | full (only the noise projected)
 
     def __post_init__(self):
@@ -189,8 +191,10 @@ class PCSampler:
             h = h_of(z, t[i + 1])  # line 5
             nfe += 1
             h_corr = correct(h)  # line 6
-            if i == 0 and s.output == "corrected":  # z0'' at t_1: no last noise / Langevin step
+            if i == 0 and s.output != "state":  # z0'' at t_1: no last noise / Langevin step
                 self.last_nfe = nfe
+                if s.output == "projected":  # the complement of h_corr dropped, the measured samples kept
+                    h_corr = hard_dc(proj(h_corr), y, m)
                 return h_corr[0] if squeeze else h_corr
             score_step = proj_drift(big_g[i + 1] * h - z) * ((var[i + 1] - var[i]) / var[i + 1])  # line 7 (x step)
             z = (z - (big_g[i + 1] - big_g[i]) * h_corr + score_step
