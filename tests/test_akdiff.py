@@ -400,7 +400,7 @@ def test_train_noise_full_noises_the_complement_of_the_subspace():
         model = AKDiffusionModel({**TINY, "train_noise": kind})
         z0 = k[None] * model.kspace_scale(k)
         model.score_matching_loss(z0, sub, t=t, generator=torch.Generator().manual_seed(1),
-                                  h_fn=lambda z, tt: seen.__setitem__(kind, z) or z)
+                                  h_fn=lambda z, tt, kind=kind: seen.__setitem__(kind, z) or z)
         g = model.sde.attenuation(t, z0.shape[-2:], z0.device)
         seen[kind] = (seen[kind] - g * z0, model.sde.kernel_std(t).item())
     (res_sub, std), (res_full, _) = seen["subspace"], seen["full"]
