@@ -127,10 +127,12 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 30, wa
 
 
 def _relative_files(obj, root: str):
-    """Replace absolute file paths under ``root`` by paths relative to it (no machine paths in the repo)."""
+    """Replace absolute file paths under ``root`` (a resolved path) by paths relative to it (no machine paths in the
+    repo); each file is resolved too, so a data folder reached through a link does not leave a ``../`` path."""
     if isinstance(obj, dict):
-        return {k: (os.path.relpath(v, root) if k == "file" and isinstance(v, str) and os.path.isabs(v)
-                    else _relative_files(v, root)) for k, v in obj.items()}
+        return {k: (os.path.relpath(os.path.realpath(v), root)
+                    if k == "file" and isinstance(v, str) and os.path.isabs(v) else _relative_files(v, root))
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [_relative_files(v, root) for v in obj]
     return obj
