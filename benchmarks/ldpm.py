@@ -25,16 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import SHARED_BRAIN, SHARED_KNEE, SHARED_SINGLE_COIL, environment, shared_data_dir, slim_results  # noqa: E402,E501
+from _common import SHARED_BRAIN, SHARED_KNEE, SHARED_SINGLE_COIL, environment, shared_data_dir, slim_results  # noqa: E402
 
 import mrrecon  # noqa: E402,F401
 from mrrecon.data.simulate import simulate_dataset  # noqa: E402
-from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, read_manifest, run_benchmark  # noqa: E402
+from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, run_benchmark  # noqa: E402
 from mrrecon.eval.paired import paired_table_markdown  # noqa: E402
 from mrrecon.utils.io import atomic_write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED_NAMES = ("brain1.npy", "brain2.npy", "knee1.npy", "knee2.npy")  # the Fig. 3 analogue's shared targets
+# the Fig. 3 analogue's shared targets (names of _common.SHARED_SINGLE_COIL): the fastMRI brains and knees
+VAE_SHARED = ("brain_flair(#7)", "brain_flair(#8)", "knee_pd(#9)", "knee_pd(#10)")
 
 
 def methods(steps: int, with_ssdm: bool) -> list[str]:
@@ -89,10 +90,11 @@ def vae_table(args, work: Path) -> None:
         sets["simulated (held-out)"] += [ds[i].target.abs().float() for i in range(len(ds))]
     shared = shared_data_dir()
     if shared is not None:
-        for spec in read_manifest(HERE / "shared-data.yaml", str(shared)):
-            if spec.path.name in SHARED_NAMES:
-                ds = SliceDataset([spec.path], seed=0, **spec.loader_kwargs())
-                sets.setdefault(f"shared {spec.path.name.split('.')[0].rstrip('0123456789')}", []).extend(
+        for name in VAE_SHARED:
+            path = shared / SHARED_SINGLE_COIL[name]
+            if path.is_file():
+                ds = SliceDataset([path], seed=0)
+                sets.setdefault(f"shared {name.split('_')[0]}", []).extend(
                     ds[i].target.abs().float() for i in range(len(ds)))
     rows = []
     with torch.no_grad():
@@ -115,7 +117,7 @@ def vae_table(args, work: Path) -> None:
 
 
 def tables(out: Path) -> str:
-    """Markdown tables of the three result files (for docs/ldpm.md)."""
+    """Markdown tables of the result files (for docs/ldpm.md)."""
     lines = []
     for name, title in (("ldpm_sim", "held-out simulated brains, 8x"), ("ldpm_sim_4x", "held-out simulated brains, 4x"),
                         ("ldpm_shared", "shared single-coil brains, 8x"),

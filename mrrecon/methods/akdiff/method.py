@@ -110,8 +110,8 @@ assert set(factory_options(partial(_build, "akdiff", DEFAULT_WEIGHTS))) == {f.na
 
 
 def _nfe(method: AKDiffusionReconstructor) -> int:
-    """N (1 + M): one score evaluation per predictor step and per corrector step (output=corrected skips the
-    last step's M corrector evaluations)."""
+    """N (1 + M): one score evaluation per predictor step and per corrector step (output=corrected or projected
+    skips the last step's M corrector evaluations)."""
     s = method.sampler.settings
     return s.steps * (1 + s.corrector_steps) - (s.corrector_steps if s.output != "state" else 0)
 
