@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -260,6 +261,45 @@ def _paired_pivot(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+_RETRAINED = re.compile(r"^(?P<variant>[\w-]+):weights=\S*/(?P=variant)-s(?P<seed>\d+)/final$")
+
+
+def _seed_pivot(results: dict[str, dict]) -> str:
+    """Markdown (issue 22): the PSNR gain of ``ima`` over each retrained variant per (data, setting), paired per
+    volume and per training seed (``mrrecon.eval.paired.seed_paired_differences``): the seed-averaged gain with
+    its 95 % CI and the volumes ``ima`` won, then each seed's mean gain and their spread; the ``ima`` row is
+    seed s minus seed 0 of ima itself (run-to-run noise). "" when the results hold no retrained variants."""
+    from mrrecon.eval.paired import seed_paired_differences
+
+    cols, cells = [], {}
+    for d, per in results.items():
+        for st, res in per.items():
+            seeds_of = {m: (g["variant"], int(g["seed"])) for m in {v["method"] for v in res["volumes"]}
+                        if (g := _RETRAINED.match(m))}
+            if not seeds_of:
+                continue
+            cols.append((d, st))
+            for r in seed_paired_differences(res["volumes"], "ima", seeds_of):
+                if r["variant"] == "ima":  # run-to-run: ima seed s - ima seed 0
+                    text = "; ".join(f"s{s} {x['mean']:+.2f} [{x['ci95'][0]:+.2f}, {x['ci95'][1]:+.2f}]"
+                                     for s, x in r["per_seed"].items())
+                    cells.setdefault(("ima (seed s − seed 0)", ""), {})[(d, st)] = text
+                    continue
+                m, (lo, hi) = r["seed_mean"]["mean"], r["seed_mean"]["ci95"]
+                ci = f" [{-hi:+.2f}, {-lo:+.2f}]" if r["seed_mean"]["n"] >= 2 else ""
+                seeds = ", ".join(f"s{s} {-x['mean']:+.2f}" for s, x in r["per_seed"].items())
+                spread = f"; spread {r['spread']:.2f}" if len(r["seeds"]) > 1 else ""
+                cells.setdefault((f"ima vs {r['variant']}", ""), {})[(d, st)] = (
+                    f"{-m:+.2f}{ci} {r['seed_mean']['losses']}/{r['seed_mean']['n']} ({seeds}{spread})")
+    if not cols:
+        return ""
+    lines = ["PSNR gain of `ima` over each variant (dB), paired per volume and per training seed: seed-averaged "
+             "gain [95 % CI] and volumes where `ima` is better / n, then (each seed's gain; spread between seeds).",
+             "", "| | " + " | ".join(f"{d} {st}" for d, st in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(row.get(c, "–") for c in cols) + " |" for (name, _), row in cells.items()]
+    return "\n".join(lines)
+
+
 def _table(results: dict[str, dict]) -> str:
     lines = ["| data | setting | method | PSNR (dB) | SSIM | params (M) | GMACs |", "|---|---|---|---|---|---|---|"]
     for data_name, per_setting in results.items():
@@ -284,9 +324,11 @@ def _save(file: str, key: str, res: dict[str, dict]) -> None:
     """Write benchmarks/results/<file> (results under ``key`` + the rendered tables) and print the tables."""
     from mrrecon.utils.io import atomic_write_json
 
+    seeds = _seed_pivot(res)
     atomic_write_json(REPO / "benchmarks" / "results" / file,
-                      {key: res, "table": _table(res), "pivot": _pivot(res), "paired": _paired_pivot(res)})
-    print(_pivot(res) + "\n\n" + _paired_pivot(res))
+                      {key: res, "table": _table(res), "pivot": _pivot(res), "paired": _paired_pivot(res),
+                       **({"seed_paired": seeds} if seeds else {})})
+    print(_pivot(res) + "\n\n" + _paired_pivot(res) + ("\n\n" + seeds if seeds else ""))
 
 
 def _cdlmri_t1(shared: Path) -> list[str]:

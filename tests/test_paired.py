@@ -116,3 +116,31 @@ def test_one_file_with_both_contrasts_is_a_pair(tmp_path):
     (crop,), _ = collect_data([f"{tmp_path / 'brain.mat'}::key=T2,reference_key=FLAIR,kspace_crop=16x16"], cfg)
     with pytest.raises(DataError, match="kspace_crop"):
         load_volume(crop, "random1d", 4.0, cfg)
+
+
+def test_seed_paired_differences_pair_by_seed_and_volume():
+    """Two variants x two seeds on three volumes: per-seed differences, the seed-averaged difference, the spread
+    between seeds and the reference's own run-to-run row, against hand values."""
+    from mrrecon.eval.paired import seed_paired_differences
+
+    psnr = {("ima", 0): [30.0, 31.0, 32.0], ("ima", 1): [30.5, 31.0, 31.5],
+            ("single", 0): [29.0, 30.5, 31.0], ("single", 1): [30.5, 30.0, 30.5]}
+    rows = [{"method": f"{v}-s{s}", "file": f"f{i}", "data": "single-coil", "mask": "radial2d", "accel": 8.0,
+             "psnr": x, "ssim": 0.5, "error": None} for (v, s), xs in psnr.items() for i, x in enumerate(xs)]
+    rows.append({**rows[0], "method": "zero-filled"})  # not a seeded variant: ignored
+    rows.append({**rows[-1], "method": "single-s1", "file": "f3", "error": "failed"})  # errors never pair
+    seeds_of = {f"{v}-s{s}": (v, s) for v, s in psnr}
+    out = {r["variant"]: r for r in seed_paired_differences(rows, "ima", seeds_of)}
+    single = out["single"]
+    assert single["seeds"] == [0, 1]
+    assert single["per_seed"][0]["mean"] == pytest.approx((-1.0 - 0.5 - 1.0) / 3)
+    assert single["per_seed"][1]["mean"] == pytest.approx((0.0 - 1.0 - 1.0) / 3)
+    # per volume, averaged over seeds: (-1 + 0)/2, (-0.5 - 1)/2, (-1 - 1)/2
+    assert single["seed_mean"]["mean"] == pytest.approx((-0.5 - 0.75 - 1.0) / 3)
+    assert single["seed_mean"]["n"] == 3 and single["seed_mean"]["losses"] == 3
+    assert single["spread"] == pytest.approx(2.5 / 3 - 2.0 / 3)
+    noise = out["ima"]
+    assert noise["reference_seed"] == 0 and noise["per_seed"][1]["mean"] == pytest.approx(0.0)
+    assert noise["per_seed"][1]["wins"] == 1 and noise["per_seed"][1]["losses"] == 1
+    with pytest.raises(ConfigError):
+        seed_paired_differences(rows, "ima", seeds_of, metric="nmse")

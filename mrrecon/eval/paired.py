@@ -26,7 +26,7 @@ from mrrecon.core.runner import VolumeResult
 from mrrecon.errors import ConfigError
 
 __all__ = ["PAIRED_UNITS", "check_paired_unit", "paired_differences", "paired_table", "paired_table_markdown",
-           "summarise_differences"]
+           "seed_paired_differences", "summarise_differences"]
 
 PAIRED_UNITS = ("volume", "slice")
 
@@ -84,6 +84,73 @@ def paired_differences(volumes: Iterable[VolumeResult], reference: str, *, metri
                 diffs = [other[k] - ref[k] for k in keys]
                 rows.append({"data": data, "mask": mask, "accel": accel, "method": method, "reference": reference,
                              "metric": metric, "unit": unit, **summarise_differences(diffs)})
+    return rows
+
+
+def _field(v, name: str):
+    """A volume row's field, from a VolumeResult or from its JSON dict (benchmarks/results keep the dicts)."""
+    return v[name] if isinstance(v, dict) else getattr(v, name)
+
+
+def seed_paired_differences(volumes: Iterable, reference: str, seeds_of: dict[str, tuple[str, int]], *,
+                            metric: str = "psnr") -> list[dict]:
+    """Trained variants compared across training seeds: the difference of a variant to the reference variant,
+    paired per volume *and* per seed, with the run-to-run spread of that difference.
+
+    ``volumes``: volume rows (``VolumeResult`` or their JSON dicts) of one benchmark, where ``seeds_of`` maps each
+    method name to ``(variant, seed)`` (e.g. ``"ima:weights=runs/x/ima-s1/final" -> ("ima", 1)``); methods not in
+    it are ignored. For each (data, mask, accel) and variant V != ``reference``, over the seeds both have:
+
+    * ``per_seed[s]``: summary of ``V_s - reference_s`` per volume (the same seed of both: same data order, same
+      initialisation stream, so the pairing removes what the seed alone explains);
+    * ``seed_mean``: summary of the per-volume difference of the seed-averaged metrics, mean_s V_s - mean_s ref_s;
+    * ``spread``: max - min over seeds of the per-seed mean differences (0 with one seed): when it is as large
+      as the difference itself, one run per variant could not have told the two apart.
+
+    A row for the reference itself (``variant == reference``) compares each further seed with its first one: the
+    run-to-run noise of one variant."""
+    if metric not in ("psnr", "ssim"):
+        raise ConfigError(f"seed-paired metric must be psnr or ssim; got {metric!r}")
+    table: dict[tuple, dict[tuple[str, int], dict[str, float]]] = {}
+    for v in volumes:
+        method = _field(v, "method")
+        value = _field(v, metric)
+        if method not in seeds_of or _field(v, "error") is not None or value is None or not math.isfinite(value):
+            continue
+        key = (_field(v, "data"), _field(v, "mask"), float(_field(v, "accel")))
+        table.setdefault(key, {}).setdefault(seeds_of[method], {})[_field(v, "file")] = float(value)
+    rows = []
+    for (data, mask, accel), runs in table.items():
+        ref_seeds = sorted(s for var, s in runs if var == reference)
+        if not ref_seeds:
+            continue
+        for variant in dict.fromkeys(var for var, _ in sorted(runs, key=lambda r: (r[0] != reference, r))):
+            if variant == reference:
+                if len(ref_seeds) < 2:
+                    continue
+                first = runs[(reference, ref_seeds[0])]
+                per_seed = {}
+                for s in ref_seeds[1:]:
+                    other = runs[(reference, s)]
+                    files = [f for f in other if f in first]
+                    per_seed[s] = summarise_differences([other[f] - first[f] for f in files])
+                rows.append({"data": data, "mask": mask, "accel": accel, "variant": variant, "reference": reference,
+                             "reference_seed": ref_seeds[0], "metric": metric, "seeds": ref_seeds[1:],
+                             "per_seed": per_seed, "seed_mean": None, "spread": None})
+                continue
+            seeds = [s for s in ref_seeds if (variant, s) in runs]
+            if not seeds:
+                continue
+            files = [f for f in runs[(reference, seeds[0])]
+                     if all(f in runs[(variant, s)] and f in runs[(reference, s)] for s in seeds)]
+            per_seed = {s: summarise_differences([runs[(variant, s)][f] - runs[(reference, s)][f] for f in files])
+                        for s in seeds}
+            averaged = [float(np.mean([runs[(variant, s)][f] - runs[(reference, s)][f] for s in seeds]))
+                        for f in files]
+            means = [per_seed[s]["mean"] for s in seeds]
+            rows.append({"data": data, "mask": mask, "accel": accel, "variant": variant, "reference": reference,
+                         "metric": metric, "seeds": seeds, "per_seed": per_seed,
+                         "seed_mean": summarise_differences(averaged), "spread": float(max(means) - min(means))})
     return rows
 
 
