@@ -21,6 +21,9 @@ from mrrecon.methods.ldpm.sampler import SamplerSettings
 PAPER = ("Guan, Tang et al., LDPM: Towards undersampled MRI reconstruction with MR-VAE and Latent Diffusion "
          "Prior (conference and extended versions)")
 DEFAULT_WEIGHTS = "ldpm-small"
+_PHASE_DOC = Annotated[str, "single-coil DC model: none (k_u of a real magnitude image, the paper's) | acs (the "
+                            "object phase of the calibration block, as the multi-coil maps) | auto (acs where "
+                            "the data carry a phase; docs/ldpm.md)"]
 
 
 def _factory(variant: str, checkpoint: str | None = None, device: str | torch.device = "cpu", *,
@@ -37,15 +40,19 @@ def _factory(variant: str, checkpoint: str | None = None, device: str | torch.de
              final_dc_weight: Annotated[float, "soft final DC: fraction in (0, 1) the measured samples move toward "
                                                "k_u"] = SamplerSettings.final_dc_weight,
              samples: Annotated[int, "posterior samples from seeds seed, seed + 1, ... whose mean is the output (not "
-                                     "in the paper; 1 = the paper's single sample)"] = 1) -> LDPMReconstructor:
+                                     "in the paper; 1 = the paper's single sample)"] = 1,
+             single_coil_phase: _PHASE_DOC = "auto") -> LDPMReconstructor:
     return LDPMReconstructor(variant, checkpoint=checkpoint, device=device, steps=steps,
                              guidance_scale=guidance_scale, stage_boundary=stage_boundary, eta=eta, seed=seed, vae=vae,
-                             final_dc=final_dc, final_dc_weight=final_dc_weight, samples=samples)
+                             final_dc=final_dc, final_dc_weight=final_dc_weight, samples=samples,
+                             single_coil_phase=single_coil_phase)
 
 
-def _sketcher(checkpoint: str | None = None, device: str | torch.device = "cpu") -> LDPMReconstructor:
+def _sketcher(checkpoint: str | None = None, device: str | torch.device = "cpu", *,
+              single_coil_phase: _PHASE_DOC = "auto") -> LDPMReconstructor:
     """``ldpm-sketcher``: the sketch alone takes none of the sampler's options."""
-    return LDPMReconstructor("ldpm-sketcher", checkpoint=checkpoint, device=device)
+    return LDPMReconstructor("ldpm-sketcher", checkpoint=checkpoint, device=device,
+                             single_coil_phase=single_coil_phase)
 
 
 _DESCRIPTIONS = {

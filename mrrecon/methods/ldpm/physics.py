@@ -12,6 +12,17 @@ approximates the coil images: ``DC(x) = |sum_c conj(S_c) F^-1{F(S_c x)(1 - M) + 
 (``mrrecon.physics.consistency.dc_image``) and ``delta(x) = sum_c ||(F(S_c x) - k_c) M||^2``. The DC output
 is complex; its magnitude is the image the next stage sees (the paper's magnitude convention).
 
+Single-coil data that carry an object phase (complex images such as the shared mGRE brains, or a coil
+image) are not a real magnitude's k-space: a hard DC that puts measured, phased samples beside the unmeasured
+samples of a real estimate mixes two different objects. ``single_coil_phase="acs"`` treats them as the C = 1
+case of the multi-coil path: one phase-carrying map ``S = exp(i angle(x_lr))`` from the calibration block, so that
+``S x`` of the magnitude estimate carries the low-resolution phase (the phase constraint of partial-Fourier
+reconstruction). ``"none"`` keeps the paper's real-image model ``k_u = M F x``. ``"auto"`` (the default) takes
+the map for the samples whose calibration image is not one real image up to a constant phase (its phase spread
+``1 - |sum x_lr^2| / sum |x_lr|^2`` above 0.05; a real magnitude's k-space gives at most 0.002, the shared mGRE
+brains 0.75-0.86) and keeps the paper's model for the others, so magnitude data run exactly as before. The paper
+is silent (its fastMRI protocol makes every sample a real magnitude); docs/ldpm.md has the measured choice.
+
 Physics calls: the forward model is ``Measurement.op`` (``sense_or_single_coil``: ``SingleCoilCartesian`` or
 ``SenseOperator``), delta is ``data_fidelity(x, k_u, op)``, DC is ``dc_image``; the maps come from the k-space
 inside the calibration block (``mrrecon.physics.kspace.acs_lowpass``, the largest fully sampled rectangle
@@ -24,14 +35,24 @@ from dataclasses import dataclass
 
 import torch
 
-from mrrecon.errors import ShapeError
+from mrrecon.errors import ConfigError, ShapeError
 from mrrecon.physics.coils import rss, sos_maps
 from mrrecon.physics.consistency import data_fidelity, dc_image
 from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.kspace import acs_lowpass, batch_mask
 from mrrecon.physics.operators import LinearOperator, sense_or_single_coil
 
-__all__ = ["Measurement"]
+__all__ = ["PHASE_SPREAD_AUTO", "SINGLE_COIL_PHASE", "Measurement", "phase_spread"]
+
+SINGLE_COIL_PHASE = ("auto", "none", "acs")
+PHASE_SPREAD_AUTO = 0.05  # single_coil_phase=auto: the phase spread above which a sample gets a phase map
+
+
+def phase_spread(images: torch.Tensor) -> torch.Tensor:
+    """1 - |sum x^2| / sum |x|^2 per image of (B, ..., H, W) complex: 0 for a real image times any constant phase,
+    up to 1 for a phase spread over all directions."""
+    x = images.flatten(1)
+    return 1 - (x * x).sum(dim=1).abs() / (x.abs() ** 2).sum(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
 
 
 @dataclass
@@ -44,13 +65,27 @@ class Measurement:
     maps: torch.Tensor | None = None
 
     @classmethod
-    def from_kspace(cls, kspace: torch.Tensor, mask: torch.Tensor) -> Measurement:
+    def from_kspace(cls, kspace: torch.Tensor, mask: torch.Tensor, single_coil_phase: str = "auto") -> Measurement:
+        """``single_coil_phase``: ``none`` (single-coil k-space is a real image's, the paper's model), ``acs`` (one
+        phase map from the calibration block, as the multi-coil maps) or ``auto`` (``acs`` for the samples that
+        carry a phase); see the module docstring."""
         if kspace.ndim != 4 or not torch.is_complex(kspace):
             raise ShapeError(f"LDPM expects complex k-space (B, C, H, W); got {tuple(kspace.shape)} {kspace.dtype}")
+        if single_coil_phase not in SINGLE_COIL_PHASE:
+            raise ConfigError(f"single_coil_phase must be one of {SINGLE_COIL_PHASE}; got {single_coil_phase!r}")
         mask = batch_mask(mask, kspace.device)
         maps = None
         if kspace.shape[1] > 1:
             maps = sos_maps(ifft2c(acs_lowpass(kspace, mask, rule="largest")), phase_reference=None)
+        elif single_coil_phase != "none":
+            low = ifft2c(acs_lowpass(kspace, mask, rule="largest"))
+            phased = phase_spread(low) > PHASE_SPREAD_AUTO if single_coil_phase == "auto" else \
+                torch.ones(low.shape[0], dtype=torch.bool, device=low.device)
+            if bool(phased.any()):  # a map of ones is the paper's single-coil DC for the others
+                # unit magnitude everywhere (a phase, not a sensitivity: x_lr / |x_lr| would vanish where the
+                # calibration image does, and the combine's 1 / |S|^2 would amplify whatever the estimate has there)
+                unit = torch.polar(torch.ones_like(low.real), low.angle())
+                maps = torch.where(phased.view(-1, 1, 1, 1), unit, torch.ones_like(low))
         return cls(kspace, mask, maps)
 
     @property

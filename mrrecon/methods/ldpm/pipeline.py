@@ -35,7 +35,7 @@ from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.generator import ControlledDenoiser
-from mrrecon.methods.ldpm.physics import Measurement
+from mrrecon.methods.ldpm.physics import SINGLE_COIL_PHASE, Measurement
 from mrrecon.methods.ldpm.sampler import SamplerSettings, dual_stage_sample, pad_to
 from mrrecon.methods.ldpm.vae import MRVAE
 
@@ -60,12 +60,16 @@ class LDPMReconstructor(Reconstructor):
                  steps: int = SamplerSettings.steps, guidance_scale: float = SamplerSettings.guidance_scale,
                  stage_boundary: int = SamplerSettings.stage_boundary, eta: float = SamplerSettings.eta,
                  seed: int = 0, vae: str | None = None, final_dc: str = SamplerSettings.final_dc,
-                 final_dc_weight: float = SamplerSettings.final_dc_weight, samples: int = 1):
+                 final_dc_weight: float = SamplerSettings.final_dc_weight, samples: int = 1,
+                 single_coil_phase: str = "auto"):
         if variant not in VARIANTS:
             raise ConfigError(f"unknown LDPM variant {variant!r}; one of {VARIANTS}")
         if int(samples) < 1:
             raise ConfigError(f"samples must be >= 1, got {samples}")
         self.samples = int(samples)
+        if single_coil_phase not in SINGLE_COIL_PHASE:
+            raise ConfigError(f"single_coil_phase must be one of {SINGLE_COIL_PHASE}; got {single_coil_phase!r}")
+        self.single_coil_phase = single_coil_phase
         self.name, self.variant = variant, variant
         self.device = torch.device(device)
         root = resolve_pretrained(checkpoint or "ldpm-small")
@@ -109,7 +113,7 @@ class LDPMReconstructor(Reconstructor):
     def _run(self, sample: Sample, complex_output: bool) -> torch.Tensor:
         k = sample.kspace.to(self.device, torch.complex64).unsqueeze(0)
         mask = sample.mask.to(self.device).unsqueeze(0)
-        meas0 = Measurement.from_kspace(k, mask)
+        meas0 = Measurement.from_kspace(k, mask, self.single_coil_phase)
         scale = meas0.zero_filled().amax().clamp_min(torch.finfo(torch.float32).tiny)
         meas = Measurement(meas0.kspace / scale, meas0.mask, meas0.maps)
         if self.variant == "ldpm-no-skm":
@@ -132,5 +136,9 @@ class LDPMReconstructor(Reconstructor):
             x, nfe = x + xk / self.samples, nfe + nk
         self.last_nfe = nfe
         if complex_output:
+            if meas.maps is not None and meas.maps.shape[1] == 1:
+                # one phase map (single_coil_phase=acs): S conj(S) z / |S|^2 = z, the DC image with the object's
+                # phase, whose k-space is k_u at the mask (the hard-DC claim); same magnitude as the combined image
+                x = x * meas.maps[:, 0]
             return x[0] * scale.to(x.real.dtype)
         return (x[0].abs().float() * scale).clamp_min(0)
