@@ -283,20 +283,20 @@ def _seed_pivot(results: dict[str, dict]) -> str:
                 if r["variant"] == "ima":  # run-to-run: ima seed s - ima seed 0
                     text = "; ".join(f"s{s} {x['mean']:+.2f} [{x['ci95'][0]:+.2f}, {x['ci95'][1]:+.2f}]"
                                      for s, x in r["per_seed"].items())
-                    cells.setdefault(("ima (seed s − seed 0)", ""), {})[(d, st)] = text
+                    cells.setdefault("ima (seed s − seed 0)", {})[(d, st)] = text
                     continue
                 m, (lo, hi) = r["seed_mean"]["mean"], r["seed_mean"]["ci95"]
                 ci = f" [{-hi:+.2f}, {-lo:+.2f}]" if r["seed_mean"]["n"] >= 2 else ""
                 seeds = ", ".join(f"s{s} {-x['mean']:+.2f}" for s, x in r["per_seed"].items())
                 spread = f"; spread {r['spread']:.2f}" if len(r["seeds"]) > 1 else ""
-                cells.setdefault((f"ima vs {r['variant']}", ""), {})[(d, st)] = (
+                cells.setdefault(f"ima vs {r['variant']}", {})[(d, st)] = (
                     f"{-m:+.2f}{ci} {r['seed_mean']['losses']}/{r['seed_mean']['n']} ({seeds}{spread})")
     if not cols:
         return ""
     lines = ["PSNR gain of `ima` over each variant (dB), paired per volume and per training seed: seed-averaged "
              "gain [95 % CI] and volumes where `ima` is better / n, then (each seed's gain; spread between seeds).",
              "", "| | " + " | ".join(f"{d} {st}" for d, st in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(row.get(c, "–") for c in cols) + " |" for (name, _), row in cells.items()]
+    lines += [f"| {name} | " + " | ".join(row.get(c, "–") for c in cols) + " |" for name, row in cells.items()]
     return "\n".join(lines)
 
 

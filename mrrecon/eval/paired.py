@@ -124,32 +124,24 @@ def seed_paired_differences(volumes: Iterable, reference: str, seeds_of: dict[st
         ref_seeds = sorted(s for var, s in runs if var == reference)
         if not ref_seeds:
             continue
-        for variant in dict.fromkeys(var for var, _ in sorted(runs, key=lambda r: (r[0] != reference, r))):
-            if variant == reference:
-                if len(ref_seeds) < 2:
-                    continue
-                first = runs[(reference, ref_seeds[0])]
-                per_seed = {}
-                for s in ref_seeds[1:]:
-                    other = runs[(reference, s)]
-                    files = [f for f in other if f in first]
-                    per_seed[s] = summarise_differences([other[f] - first[f] for f in files])
-                rows.append({"data": data, "mask": mask, "accel": accel, "variant": variant, "reference": reference,
-                             "reference_seed": ref_seeds[0], "metric": metric, "seeds": ref_seeds[1:],
-                             "per_seed": per_seed, "seed_mean": None, "spread": None})
-                continue
+        head = {"data": data, "mask": mask, "accel": accel, "reference": reference, "metric": metric}
+        if len(ref_seeds) > 1:  # run-to-run noise: each further seed of the reference against its first
+            first = runs[(reference, ref_seeds[0])]
+            per_seed = {s: summarise_differences([x - first[f] for f, x in runs[(reference, s)].items() if f in first])
+                        for s in ref_seeds[1:]}
+            rows.append({**head, "variant": reference, "reference_seed": ref_seeds[0], "seeds": ref_seeds[1:],
+                         "per_seed": per_seed, "seed_mean": None, "spread": None})
+        for variant in sorted({var for var, _ in runs} - {reference}):
             seeds = [s for s in ref_seeds if (variant, s) in runs]
             if not seeds:
                 continue
             files = [f for f in runs[(reference, seeds[0])]
                      if all(f in runs[(variant, s)] and f in runs[(reference, s)] for s in seeds)]
-            per_seed = {s: summarise_differences([runs[(variant, s)][f] - runs[(reference, s)][f] for f in files])
-                        for s in seeds}
-            averaged = [float(np.mean([runs[(variant, s)][f] - runs[(reference, s)][f] for s in seeds]))
-                        for f in files]
+            diffs = {s: [runs[(variant, s)][f] - runs[(reference, s)][f] for f in files] for s in seeds}
+            per_seed = {s: summarise_differences(d) for s, d in diffs.items()}
+            averaged = np.mean([diffs[s] for s in seeds], axis=0).tolist()  # per file, over seeds
             means = [per_seed[s]["mean"] for s in seeds]
-            rows.append({"data": data, "mask": mask, "accel": accel, "variant": variant, "reference": reference,
-                         "metric": metric, "seeds": seeds, "per_seed": per_seed,
+            rows.append({**head, "variant": variant, "seeds": seeds, "per_seed": per_seed,
                          "seed_mean": summarise_differences(averaged), "spread": float(max(means) - min(means))})
     return rows
 

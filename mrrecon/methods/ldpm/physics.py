@@ -42,10 +42,16 @@ from mrrecon.physics.fft import ifft2c
 from mrrecon.physics.kspace import acs_lowpass, batch_mask
 from mrrecon.physics.operators import LinearOperator, sense_or_single_coil
 
-__all__ = ["PHASE_SPREAD_AUTO", "SINGLE_COIL_PHASE", "Measurement", "phase_spread"]
+__all__ = ["PHASE_SPREAD_AUTO", "SINGLE_COIL_PHASE", "Measurement", "check_single_coil_phase", "phase_spread"]
 
 SINGLE_COIL_PHASE = ("auto", "none", "acs")
 PHASE_SPREAD_AUTO = 0.05  # single_coil_phase=auto: the phase spread above which a sample gets a phase map
+
+
+def check_single_coil_phase(value: str) -> None:
+    """A ConfigError unless ``value`` is one of SINGLE_COIL_PHASE (the reconstructor checks it before loading)."""
+    if value not in SINGLE_COIL_PHASE:
+        raise ConfigError(f"single_coil_phase must be one of {SINGLE_COIL_PHASE}; got {value!r}")
 
 
 def phase_spread(images: torch.Tensor) -> torch.Tensor:
@@ -71,16 +77,18 @@ class Measurement:
         carry a phase); see the module docstring."""
         if kspace.ndim != 4 or not torch.is_complex(kspace):
             raise ShapeError(f"LDPM expects complex k-space (B, C, H, W); got {tuple(kspace.shape)} {kspace.dtype}")
-        if single_coil_phase not in SINGLE_COIL_PHASE:
-            raise ConfigError(f"single_coil_phase must be one of {SINGLE_COIL_PHASE}; got {single_coil_phase!r}")
+        check_single_coil_phase(single_coil_phase)
         mask = batch_mask(mask, kspace.device)
+        multi_coil = kspace.shape[1] > 1
+        if not multi_coil and single_coil_phase == "none":
+            return cls(kspace, mask, None)
+        low = ifft2c(acs_lowpass(kspace, mask, rule="largest"))  # the calibration image(s)
         maps = None
-        if kspace.shape[1] > 1:
-            maps = sos_maps(ifft2c(acs_lowpass(kspace, mask, rule="largest")), phase_reference=None)
-        elif single_coil_phase != "none":
-            low = ifft2c(acs_lowpass(kspace, mask, rule="largest"))
-            phased = phase_spread(low) > PHASE_SPREAD_AUTO if single_coil_phase == "auto" else \
-                torch.ones(low.shape[0], dtype=torch.bool, device=low.device)
+        if multi_coil:
+            maps = sos_maps(low, phase_reference=None)
+        else:
+            # phase spread >= 0 (up to rounding), so acs's threshold of -1 takes every sample
+            phased = phase_spread(low) > (PHASE_SPREAD_AUTO if single_coil_phase == "auto" else -1.0)
             if bool(phased.any()):  # a map of ones is the paper's single-coil DC for the others
                 # unit magnitude everywhere (a phase, not a sensitivity: x_lr / |x_lr| would vanish where the
                 # calibration image does, and the combine's 1 / |S|^2 would amplify whatever the estimate has there)

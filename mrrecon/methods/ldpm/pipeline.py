@@ -35,7 +35,7 @@ from mrrecon.core.reconstructor import Reconstructor
 from mrrecon.data.sample import Sample
 from mrrecon.errors import ConfigError
 from mrrecon.methods.ldpm.generator import ControlledDenoiser
-from mrrecon.methods.ldpm.physics import SINGLE_COIL_PHASE, Measurement
+from mrrecon.methods.ldpm.physics import Measurement, check_single_coil_phase
 from mrrecon.methods.ldpm.sampler import SamplerSettings, dual_stage_sample, pad_to
 from mrrecon.methods.ldpm.vae import MRVAE
 
@@ -67,8 +67,7 @@ class LDPMReconstructor(Reconstructor):
         if int(samples) < 1:
             raise ConfigError(f"samples must be >= 1, got {samples}")
         self.samples = int(samples)
-        if single_coil_phase not in SINGLE_COIL_PHASE:
-            raise ConfigError(f"single_coil_phase must be one of {SINGLE_COIL_PHASE}; got {single_coil_phase!r}")
+        check_single_coil_phase(single_coil_phase)
         self.single_coil_phase = single_coil_phase
         self.name, self.variant = variant, variant
         self.device = torch.device(device)
@@ -137,8 +136,9 @@ class LDPMReconstructor(Reconstructor):
         self.last_nfe = nfe
         if complex_output:
             if meas.maps is not None and meas.maps.shape[1] == 1:
-                # one phase map (single_coil_phase=acs): S conj(S) z / |S|^2 = z, the DC image with the object's
-                # phase, whose k-space is k_u at the mask (the hard-DC claim); same magnitude as the combined image
+                # a single-coil phase map (acs, or auto on phased data): S conj(S) z / |S|^2 = z, the DC image
+                # with the object's phase, whose k-space is k_u at the mask (the hard-DC claim), of the same
+                # magnitude as the combined image
                 x = x * meas.maps[:, 0]
             return x[0] * scale.to(x.real.dtype)
         return (x[0].abs().float() * scale).clamp_min(0)
