@@ -18,7 +18,8 @@ Parts (each writes one JSON under --out; the full benchmark folders with report.
   gaussian1d 8x and 12x with the kinds' default ACS (12 and 6 lines at 320 columns); methods zero-filled,
   l1-wavelet, unet, ssdm, ssdm:samples=4, ssdm:steps=8, paired against ssdm.
 * ``timing`` -> ssdm_timing.json: ssdm (1 step) and unet timed round-robin on one 320x320 single-coil slice
-  (the paper's Table I setting), median ms and their ratio.
+  (the paper's Table I setting), median ms and their ratio; ssdm also with its network in the contiguous layout
+  (``ssdm:memory_format=contiguous``) beside the default channels_last.
 * ``precision`` -> ssdm_precision.json: the ``timing`` pair in float32 and under bf16 autocast (round-robin, with
   PSNR on that slice) and the share of ssdm's float32 time in its bottleneck attention: whether bf16 inference
   could bring the 1-step student within the paper's 1.25x of unet.
@@ -246,11 +247,14 @@ def _shared_or_simulated_slice(args, work: Path, accel: float, rel: str):
 def part_timing(args, work: Path) -> dict:
     sample, source = _shared_or_simulated_slice(args, work, 8.0, SHARED_SINGLE_COIL["brain_flair(#7)"])
     ssdm, unet = load("ssdm"), load("unet")
-    stats = time_interleaved({"ssdm": lambda: ssdm.reconstruct(sample), "unet": lambda: unet.reconstruct(sample)},
+    contiguous = load("ssdm:memory_format=contiguous")  # the layout before channels_last became the default
+    stats = time_interleaved({"ssdm": lambda: ssdm.reconstruct(sample), "unet": lambda: unet.reconstruct(sample),
+                              "ssdm contiguous": lambda: contiguous.reconstruct(sample)},
                              repeats=args.repeats, warmup=2)
     return {"source": source, "shape": list(sample.shape), "threads": torch.get_num_threads(),
             "environment": environment(), "timing": stats,
             "ssdm_over_unet": stats["ssdm"]["median_ms"] / stats["unet"]["median_ms"],
+            "ssdm_contiguous_over_unet": stats["ssdm contiguous"]["median_ms"] / stats["unet"]["median_ms"],
             "paper": {"ssdm_s": 0.45, "unet_s": 0.36, "ratio": 0.45 / 0.36, "hardware": "NVIDIA 3060 GPU"},
             "command": f"python benchmarks/ssdm.py --parts timing --repeats {args.repeats} --threads {args.threads}"}
 
@@ -267,7 +271,7 @@ def part_widths(args, work: Path) -> dict:
     for width in (8, 12, 16):
         method = load("ssdm")
         config = {**vars(shipped.model.config), "width": width}
-        method.model = SSDMModel.from_config(config).eval()
+        method.model = SSDMModel.from_config(config).eval().to(memory_format=torch.channels_last)
         params[f"ssdm width {width}"] = sum(p.numel() for p in method.model.parameters())
         fns[f"ssdm width {width}"] = (lambda m: lambda: m.reconstruct(sample))(method)
     stats = time_interleaved(fns, repeats=max(3, args.repeats // 4), warmup=2)

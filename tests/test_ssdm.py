@@ -316,6 +316,13 @@ def test_method_loads_stages_and_reports_uncertainty(tmp_path):
     assert torch.allclose(k_out[m], fft2c(zf[None])[m], atol=1e-4)
     with pytest.raises(ConfigError):
         load("ssdm:dc=maybe", checkpoint=str(tmp_path)).reconstruct(sample)
+    # the activations' layout is a speed choice only: both layouts give the same image
+    assert one.model.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    contiguous = load("ssdm:memory_format=contiguous", checkpoint=str(tmp_path))
+    assert not contiguous.model.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(contiguous.reconstruct(sample), img, rtol=1e-4, atol=1e-5 * float(img.abs().max()))
+    with pytest.raises(ConfigError, match="memory_format"):
+        load("ssdm:memory_format=nhwc", checkpoint=str(tmp_path))
 
 
 @pytest.mark.slow
