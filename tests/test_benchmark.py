@@ -13,7 +13,7 @@ from mrrecon.cli import main
 from mrrecon.core.reconstructor import MethodInfo, Reconstructor
 from mrrecon.data.simulate import simulate_dataset
 from mrrecon.eval.benchmark import BenchmarkConfig, DataSpec, collect_data, incompatibility, run_benchmark
-from mrrecon.eval.report import write_reports
+from mrrecon.eval.report import wrap_label, write_reports
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +190,12 @@ def test_uncertainty_maps_reach_the_report(sim, tmp_path, monkeypatch):
     assert set(maps) == {"sampler"}  # zero-filled does not sample
     std = float(np.median(maps["sampler"][1]))
     assert std == pytest.approx(0.1 * sample.meta.scale, rel=0.3)  # physical units, like the figure's target
+
+
+def test_wrap_label_breaks_long_method_specs_at_separators():
+    spec = "ima:weights=runs/ima-retrain/ima-single-s0/final"
+    lines = wrap_label(spec, width=20).split("\n")
+    assert "".join(lines) == spec  # nothing lost or added
+    assert len(lines) > 1 and all(len(x) <= 20 for x in lines)
+    assert all(x[-1] in ":,/=" for x in lines[:-1])  # breaks only after a separator
+    assert wrap_label("zero-filled") == "zero-filled"

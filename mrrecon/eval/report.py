@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +138,18 @@ def zoom_box(target: np.ndarray, error: np.ndarray | None = None, fraction: floa
     return int(top), int(left), side, side
 
 
+def wrap_label(name: str, width: int = 30) -> str:
+    """A method spec split over lines of at most ``width`` characters where possible, breaking after ``:``, ``,``,
+    ``/`` or ``=`` (e.g. ``ima:weights=runs/.../final``), so that panel titles of a figure grid do not overlap."""
+    lines, line = [], ""
+    for piece in re.split(r"(?<=[:,/=])", name):
+        if line and len(line) + len(piece) > width:
+            lines.append(line)
+            line = ""
+        line += piece
+    return "\n".join([*lines, line])
+
+
 def figure_grid_png(target: np.ndarray, recons: dict[str, np.ndarray], title: str = "", *,
                     metrics: dict[str, dict] | None = None, zoom: bool = True, max_cols: int = 5,
                     error_max: float | None = None) -> bytes:
@@ -183,7 +196,7 @@ def figure_grid_png(target: np.ndarray, recons: dict[str, np.ndarray], title: st
             ax = fig.add_subplot(gs[r0, j])
             ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
             m = (metrics or {}).get(name) or {}
-            label = name
+            label = wrap_label(name)
             if name != "target" and _finite(m.get("psnr")):
                 label += f"\nPSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}" if _finite(m.get("ssim")) else (
                     f"\nPSNR {m['psnr']:.2f} dB")
