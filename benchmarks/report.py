@@ -165,6 +165,8 @@ def markdown_section(title: str, what: str, command: str | None, key: str = "tab
         parts = [f"## {title}\n", f"{what}\n", f"Command: `{command or d['command']}`\n", d[key].rstrip() + "\n"]
         if d.get("paired"):  # paired per-volume differences (benchmark --compare-to), IMA
             parts.append(d["paired"].rstrip() + "\n")
+        if d.get("seed_paired"):  # IMA retraining: paired per volume and per training seed
+            parts.append(d["seed_paired"].rstrip() + "\n")
         return "\n".join(parts)
     return render
 
@@ -221,6 +223,16 @@ SECTIONS = [
         "IMA DCM kernels (Table 2b analogue)",
         "Kernel 1 = shipped `ima-small`; kernels 2 and 3 continued from the same 1,500-step model with the same "
         "budget; see [ima.md](ima.md).", "python benchmarks/ima.py evaluate --which kernels")),
+    ("ima_retrain.json", markdown_section(
+        "IMA retraining (issue 22): the variants retrained for 15,000 steps, per seed",
+        "Runs of the retraining plan finished so far (`runs/ima-retrain/<variant>-s<seed>/final`), held-out simulated "
+        "pairs (T2 with PD, FLAIR and T1 references) and the CDLMRI pairs; paired per volume against `ima` of the "
+        "same seed; see [ima.md](ima.md) \"Retraining plan\".", "python benchmarks/ima.py evaluate --which retrain",
+        key="pivot")),
+    ("ima_retrain_real.json", markdown_section(
+        "IMA retraining (issue 22): the real CDLMRI pairs at radial2d and random1d 4x and 8x",
+        "The same runs as above on the real pairs only, at all four settings; see [ima.md](ima.md).",
+        "python benchmarks/ima.py evaluate --which retrain-real", key="pivot")),
     ("akdiff_sim.json", markdown_section(
         "AK-Diffusion on held-out simulated multi-coil slices",
         "Shipped `akdiff-small` (its own sampler settings, chosen on validation slices) beside the k-space and CS "
