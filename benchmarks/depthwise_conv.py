@@ -3,8 +3,10 @@
 
     python benchmarks/depthwise_conv.py [--threads 1] [--repeats 15]
 
-Both forms are the same layer (same parameters; tests/test_ima.py checks outputs and gradients). Timed
-round-robin in one process (``_common.time_interleaved``), median milliseconds:
+Both forms are the same layer (same parameters; tests/test_ima.py checks outputs and gradients). On a
+channels_last input the polyphase form rearranges in NHWC order; ``polyphase_nchw`` (the NCHW rearrangement on the
+same input, the form before that path) is timed beside it. Timed round-robin in one process
+(``_common.time_interleaved``), median milliseconds:
 
 * ``layer``: forward + backward of one 3 x 3 depthwise convolution with dilation 2 at (1, 18, 128, 128) (IMA's
   CSCA ``scale2`` in configs/ima-small.yaml) in fp32 (NCHW), fp32 channels_last and bf16 autocast channels_last;
@@ -52,11 +54,25 @@ def grouped_only():
         DepthwiseConv2d._polyphase = polyphase
 
 
-def _run(fn, bf16: bool, grouped: bool):
+@contextmanager
+def nchw_polyphase():
+    """DepthwiseConv2d's polyphase form always rearranged in NCHW order (the form before the NHWC path)."""
+    nhwc = DepthwiseConv2d.polyphase_nhwc
+    DepthwiseConv2d.polyphase_nhwc = DepthwiseConv2d.polyphase_nchw
+    try:
+        yield
+    finally:
+        DepthwiseConv2d.polyphase_nhwc = nhwc
+
+
+FORMS = {"grouped": grouped_only, "polyphase_nchw": nchw_polyphase, "polyphase": None}
+
+
+def _run(fn, bf16: bool, form: str):
     def call():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            if grouped:
-                with grouped_only():
+            if FORMS[form] is not None:
+                with FORMS[form]():
                     fn()
             else:
                 fn()
@@ -111,16 +127,18 @@ def main() -> None:
                                                                              "bf16_channels_last")})):
         for mode, (bf16, cl) in modes.items():
             fns = {}
-            for form in ("grouped", "polyphase"):
+            forms = ("grouped", "polyphase_nchw", "polyphase") if cl else ("grouped", "polyphase")
+            for form in forms:
                 case = layer_case(bf16, cl) if part == "layer" else ima_step_case(cl)
-                fns[form] = _run(case, bf16, grouped=form == "grouped")
+                fns[form] = _run(case, bf16, form)
             t = time_interleaved(fns, repeats=args.repeats if part == "layer" else max(3, args.repeats // 3))
-            row = {"part": part, "mode": mode, "grouped_ms": t["grouped"]["median_ms"],
-                   "polyphase_ms": t["polyphase"]["median_ms"],
+            row = {"part": part, "mode": mode, **{f"{f}_ms": t[f]["median_ms"] for f in forms},
                    "speedup": t["grouped"]["median_ms"] / t["polyphase"]["median_ms"]}
+            if cl:  # the NHWC rearrangement against the NCHW one on the same channels_last input
+                row["nhwc_speedup"] = t["polyphase_nchw"]["median_ms"] / t["polyphase"]["median_ms"]
             rows.append(row)
-            print(f"{part:9s} {mode:19s} grouped {row['grouped_ms']:8.1f} ms  polyphase {row['polyphase_ms']:8.1f} ms"
-                  f"  {row['speedup']:.2f}x", flush=True)
+            print(f"{part:9s} {mode:19s} " + "  ".join(f"{f} {row[f + '_ms']:8.1f} ms" for f in forms)
+                  + f"  {row['speedup']:.2f}x" + (f"  nhwc {row['nhwc_speedup']:.2f}x" if cl else ""), flush=True)
     atomic_write_json(Path(args.out), {"description": __doc__.split("\n\n")[0].replace("\n", " "),
                                        "command": f"python benchmarks/depthwise_conv.py --threads {args.threads} "
                                                   f"--repeats {args.repeats}",

@@ -288,11 +288,13 @@ def test_csca_couples_both_sequences():
 # --------------------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("dilation,shape", [(2, (2, 6, 24, 36)), (3, (1, 5, 18, 27)), (2, (1, 4, 23, 24)),
                                              (1, (1, 4, 16, 16))])
-def test_polyphase_depthwise_conv_equals_the_grouped_convolution(dilation, shape):
-    """DepthwiseConv2d (polyphase for a dilated "same" conv; the grouped conv when a size is not divisible by the
-    dilation) gives the grouped convolution's output and gradients, with the same parameter names."""
+def test_polyphase_depthwise_conv_equals_the_grouped_convolution(dilation, shape, layout):
+    """DepthwiseConv2d (polyphase for a dilated "same" conv, in NCHW or NHWC order by the input's layout; the
+    grouped conv when a size is not divisible by the dilation) gives the grouped convolution's output and
+    gradients, with the same parameter names; a channels_last input gives a channels_last output."""
     from mrrecon.nn.depthwise import DepthwiseConv2d
 
     torch.manual_seed(0)
@@ -300,8 +302,13 @@ def test_polyphase_depthwise_conv_equals_the_grouped_convolution(dilation, shape
     ref = torch.nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation, groups=c).double()
     new = DepthwiseConv2d(c, 3, padding=dilation, dilation=dilation).double()
     new.load_state_dict(ref.state_dict())
-    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(shape, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
     a, b = ref(x), new(x)
+    if layout == "channels_last":
+        assert b.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
     up = torch.randn_like(a)
     ga = torch.autograd.grad((a * up).sum(), [x, ref.weight, ref.bias])
