@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The IMA retraining plan of docs/ima.md ("Retraining plan", issue 22) on a CPU machine, as one queue: the eight
-# runs two at a time (one thread each, compiled: the fastest use of two cores measured), each resumed from its
-# latest checkpoint and skipped once finished, then the held-out evaluation. Safe to start again at any time, also
+# The IMA retraining plan of docs/ima.md ("Retraining plan", issue 22) on a CPU machine, as one queue: two workers
+# (one thread each, compiled: the fastest use of two cores measured) take the eight runs in order, each resumed from
+# its latest checkpoint and skipped once finished, then the held-out evaluation. Safe to start again at any time, also
 # while a run of the plan is going: a run already training is waited for, never started twice.
 #   nohup bash scripts/ima-retrain-cpu.sh >> ~/mrrecon-runs/logs/ima-retrain-queue.log 2>&1 &
 # Per-run logs go to $LOGS/<variant>-s<seed>.log (default ~/mrrecon-runs/logs). On a GPU use
@@ -12,7 +12,9 @@ python="${PYTHON:-.venv/bin/python}"
 [ -x "$python" ] || python=python3
 logs="${LOGS:-$HOME/mrrecon-runs/logs}"
 mkdir -p "$logs" runs/ima-retrain
-PAIRS=("ima:0 ima-single:0" "ima-no-dcm:0 ima-no-csca:0" "ima:1 ima-single:1" "ima-no-dcm:1 ima-no-csca:1")
+RUNS=(ima:0 ima-single:0 ima-no-dcm:0 ima-no-csca:0 ima:1 ima-single:1 ima-no-dcm:1 ima-no-csca:1)
+claims=$(mktemp -d)  # this queue's claims: a run is taken by the first worker that creates its folder here
+trap 'rm -rf "$claims"' EXIT
 
 finished() { [ -f "runs/ima-retrain/$1/final/config.json" ]; }
 
@@ -33,16 +35,22 @@ run_one() {  # run_one VARIANT SEED: train (or resume) one run until it is finis
     finished "$name" || { echo "$(date -u +%FT%TZ) $name did not finish: see $logs/$name.log"; return 1; }
 }
 
-[ -d runs/cache/ima-sim ] || "$python" benchmarks/ima.py prepare
-status=0
-for pair in "${PAIRS[@]}"; do
-    jobs_pids=()
-    for run in $pair; do
-        run_one "${run%%:*}" "${run##*:}" &
-        jobs_pids+=($!)
+worker() {  # takes the next run nobody has claimed, until none is left: a core never waits for the other's run
+    local run status=0
+    for run in "${RUNS[@]}"; do
+        mkdir "$claims/$run" 2> /dev/null || continue
+        run_one "${run%%:*}" "${run##*:}" || status=1
     done
-    for pid in "${jobs_pids[@]}"; do wait "$pid" || status=1; done
-done
+    return "$status"
+}
+
+[ -d runs/cache/ima-sim ] || "$python" benchmarks/ima.py prepare
+worker & first=$!
+sleep 1
+worker & second=$!
+status=0
+wait "$first" || status=1
+wait "$second" || status=1
 if [ "$status" = 0 ]; then
     echo "$(date -u +%FT%TZ) all eight runs finished: evaluating"
     OMP_NUM_THREADS=2 "$python" benchmarks/ima.py evaluate --which retrain,retrain-real
