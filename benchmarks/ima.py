@@ -39,6 +39,10 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
     Seconds per training step of configs/ima-small.yaml and configs/ima-paper.yaml on this machine and the
     projected time of each config's step budget (``benchmarks/results/ima_step_time.json``).
 
+``registration``
+    The reference shift (±4 px, 0.5 px grid) that maximises each real CDLMRI pair's normalised mutual information
+    with its target, against no shift (``benchmarks/results/ima_cdlmri_registration.json``).
+
 ``dcm``
     The share of k-space that DCM holds at each of the 12 stages (``mrrecon.methods.ima.diagnostics``: frozen,
     weighted, held) for the evaluation masks (256 x 256, seed 0), the three kernels and both readings of eq. 18
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--which", default="all")
     sub.add_parser("cards")
     sub.add_parser("dcm", help="known fraction of the DCM mask per stage (no training)")
+    sub.add_parser("registration", help="best reference shift (NMI) of each real CDLMRI pair")
     st = sub.add_parser("step-time", help="seconds per training step of the small and paper configs")
     for q in (t, s, st):
         q.add_argument("--threads", type=int, default=1, help="torch threads of each training")
@@ -183,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluate(args.which)
     elif args.cmd == "cards":
         cards()
+    elif args.cmd == "registration":
+        registration()
     elif args.cmd == "dcm":
         dcm_schedules()
     elif args.cmd == "step-time":
@@ -543,6 +550,58 @@ def cards() -> None:
                          "FLAIR or T1 reference (mixed-reference training set).\n")
             readme.write_text(body + text)
             print(f"updated {readme}")
+
+
+def _nmi(a, b, bins: int = 32) -> float:
+    """Normalised mutual information (H(a) + H(b)) / H(a, b) of two images' intensities (1: independent, 2: one
+    determines the other)."""
+    import numpy as np
+
+    h, _, _ = np.histogram2d(a.ravel(), b.ravel(), bins=bins)
+    p = h / h.sum()
+
+    def entropy(q):
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+    return (entropy(p.sum(1)) + entropy(p.sum(0))) / entropy(p)
+
+
+def registration(max_shift: float = 4.0, step: float = 0.5) -> None:
+    """Is each real pair registered? Per CDLMRI pair (the images the benchmark loads), the shift of the reference
+    (dy, dx on a grid of ``step`` px within +-``max_shift``, bilinear) that maximises its normalised mutual
+    information with the target, and that NMI against the NMI at no shift -> ima_cdlmri_registration.json."""
+    import numpy as np
+    from scipy import ndimage
+
+    from mrrecon.eval.benchmark import BenchmarkConfig, collect_data, load_volume
+    from mrrecon.utils.io import atomic_write_json
+
+    shared = shared_data()
+    if shared is None:
+        raise SystemExit("registration needs ../shared/data (the CDLMRI pairs)")
+    mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
+    grid = np.arange(-max_shift, max_shift + step / 2, step)
+    rows = []
+    for ref, data in (("T1", _cdlmri_t1(shared)), ("FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"])):
+        cfg = BenchmarkConfig(methods=["zero-filled"], masks=("radial2d",), accels=(4.0,), target_contrast="T2",
+                              reference_contrast=ref)
+        specs, _ = collect_data(data, cfg)
+        for spec in specs:
+            for sample in load_volume(spec, "radial2d", 4.0, cfg):
+                t = sample.target.abs().numpy().astype(np.float64)
+                r = sample.reference.abs().numpy().astype(np.float64).reshape(t.shape)
+                t /= t.max()
+                at_zero = _nmi(t, r / r.max())
+                best = max((_nmi(t, (q := ndimage.shift(r, (dy, dx), order=1)) / max(q.max(), 1e-12)), dy, dx)
+                           for dy in grid for dx in grid)
+                rows.append({"pair": f"T2/{ref}", "file": spec.path.name, "slice": sample.meta.slice,
+                             "nmi_at_zero": at_zero, "best_nmi": best[0], "best_shift_px": [best[1], best[2]]})
+                print(f"T2/{ref} {spec.path.name}: NMI {at_zero:.4f} at no shift, {best[0]:.4f} at (dy, dx) = "
+                      f"({best[1]:+.1f}, {best[2]:+.1f}) px", flush=True)
+    atomic_write_json(REPO / "benchmarks" / "results" / "ima_cdlmri_registration.json",
+                      {"command": "python benchmarks/ima.py registration", "grid_px": [float(-max_shift),
+                                                                                       float(max_shift), step],
+                       "rows": rows})
 
 
 def shared_data():
