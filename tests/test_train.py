@@ -791,3 +791,48 @@ def test_reference_augment_config_rejects_bad_values():
     aug = cfg.data.reference_augment
     assert (aug.shift_px, aug.rotate_deg, aug.gamma, aug.bias_std, aug.drop) == (2.0, 2.0, [0.7, 1.4], 0.1, 0.1)
     assert load_config(REPO / "configs" / "ima-paper.yaml").data.reference_augment is None
+
+
+def _lock_file(folder: Path, pid: int, host: str | None = None) -> Path:
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "training.lock"
+    path.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
+    return path
+
+
+def test_a_run_folder_being_trained_refuses_a_second_trainer_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _lock_file(tmp_path / "busy", sleeper.pid)
+        with pytest.raises(ConfigError, match=f"being trained by process {sleeper.pid}"):
+            train(tiny_config(tmp_path, "busy"))
+        assert lock.is_file() and not (tmp_path / "busy" / "checkpoints").exists()  # nothing of the owner's touched
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the owner is gone (killed): its lock is stale, the next start takes it over and releases it at the end
+    res = train(tiny_config(tmp_path, "busy"))
+    assert res.step == 8 and not lock.exists()
+    assert f"took over the stale lock of process {sleeper.pid}" in capsys.readouterr().out
+
+
+def test_folder_lock_refuses_another_host_and_releases_only_its_own(tmp_path):
+    from mrrecon.utils.runfolder import FolderLock
+
+    path = _lock_file(tmp_path / "remote", 12345, host="another-node")
+    with pytest.raises(ConfigError, match=f"on host another-node .*delete {path}"):
+        FolderLock(tmp_path / "remote").acquire()
+    assert json.loads(path.read_text())["host"] == "another-node"  # left as it was
+    lock = FolderLock(tmp_path / "mine")
+    assert lock.acquire() is None and json.loads(lock.path.read_text())["pid"] == os.getpid()
+    _lock_file(tmp_path / "mine", os.getppid())  # now held by another live process (e.g. taken over meanwhile)
+    with pytest.raises(ConfigError, match=f"being trained by process {os.getppid()}"):
+        FolderLock(tmp_path / "mine").acquire()
+    lock.release()
+    assert lock.path.is_file()  # not ours any more: release leaves it
+    _lock_file(tmp_path / "mine", os.getpid())
+    lock.held = True
+    lock.release()
+    assert not lock.path.exists()

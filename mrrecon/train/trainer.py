@@ -64,6 +64,7 @@ from mrrecon.train.ema import EMA
 from mrrecon.train.logging import RunLogger
 from mrrecon.train.recipe import BatchInfo, Player, Recipe, RecipeEnv, recipe_class, score_reconstructor
 from mrrecon.utils.cpu import cpu_has_native_bf16
+from mrrecon.utils.runfolder import FolderLock
 
 __all__ = ["Float32Loss", "LossModule", "PlayerModule", "TrainResult", "Trainer", "TrainerState", "build_optimizer",
            "build_scheduler", "lr_factor", "train"]
@@ -235,9 +236,17 @@ class Trainer:
         if t.deterministic and not use_cpu:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
+        # one process trains a run folder at a time: a second start on it is refused, not interleaved
+        lock = FolderLock(self.out_dir) if acc.is_main_process else None
         try:
+            if lock is not None:
+                note = lock.acquire()
+                if note:
+                    acc.print(note)
             return self._fit(acc, resume=resume, stop_after=stop_after, set_seed=set_seed)
         finally:
+            if lock is not None:
+                lock.release()
             acc.wait_for_everyone()
             # let a later run in this process (the next stage) choose other settings; the process group stays
             AcceleratorState._reset_state(reset_partial_state=False)

@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -41,7 +42,7 @@ import numpy as np
 from mrrecon.errors import ConfigError
 from mrrecon.utils.io import atomic_output, atomic_write_json
 
-__all__ = ["RunFolder", "record_id"]
+__all__ = ["FolderLock", "RunFolder", "record_id"]
 
 FORMAT = 1
 MANIFEST = "run.json"
@@ -212,3 +213,98 @@ class RunFolder:
             return {}
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class FolderLock:
+    """One writer per folder: ``<folder>/<name>`` holds the owner's pid, host and start time while it works, so a
+    second process started on the same folder (a command run twice, a queue started again) is refused with a
+    one-line error instead of interleaving its checkpoints and logs with the first one's.
+
+    A lock whose process is gone (killed, machine restarted) is stale and taken over (``acquire`` returns a note
+    saying so). A lock held on another host cannot be checked from here and is refused; the message names the file
+    to delete once that run is known to be dead. A lock file that cannot be read and is younger than ``grace_s``
+    is taken for one being written and refused too.
+    """
+
+    def __init__(self, folder: str | os.PathLike, name: str = "training.lock", *, what: str = "trained",
+                 grace_s: float = 10.0):
+        self.path = Path(folder) / name
+        self.what = what
+        self.grace_s = grace_s
+        self.held = False
+
+    def _owner(self) -> dict | None:
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("pid"), int) else None
+
+    def acquire(self) -> str | None:
+        """Take the lock; raises ConfigError when another live process holds it. Returns a note when a stale lock
+        was replaced, else None."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        note = None
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None:
+                    try:
+                        age = time.time() - self.path.stat().st_mtime
+                    except FileNotFoundError:
+                        continue  # released meanwhile: try again
+                    if age < self.grace_s:
+                        raise ConfigError(f"{self.path.parent}: another process is starting on this folder "
+                                          f"({self.path.name} is being written); wait for it or choose another "
+                                          "output folder") from None
+                    who = "an unreadable lock"
+                elif owner.get("host") != me["host"]:
+                    raise ConfigError(f"{self.path.parent} is being {self.what} by process {owner['pid']} on host "
+                                      f"{owner.get('host')} (since {owner.get('started')}); if that run is dead, "
+                                      f"delete {self.path}") from None
+                elif owner["pid"] != me["pid"] and _process_alive(owner["pid"]):
+                    raise ConfigError(f"{self.path.parent} is being {self.what} by process {owner['pid']} (since "
+                                      f"{owner.get('started')}); wait for it to end or choose another output "
+                                      "folder") from None
+                else:
+                    who = f"process {owner['pid']} (since {owner.get('started')}), which has ended"
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                note = f"{self.path.parent}: took over the stale lock of {who}"
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return note
+        raise ConfigError(f"{self.path.parent}: could not take {self.path.name} (other processes keep taking it)")
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it (never another process's)."""
+        if not self.held:
+            return
+        self.held = False
+        owner = self._owner()
+        if owner is not None and owner["pid"] == os.getpid() and owner.get("host") == socket.gethostname():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
