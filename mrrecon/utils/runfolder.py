@@ -279,7 +279,8 @@ class FolderLock:
                 elif owner["pid"] != me["pid"] and _process_alive(owner["pid"]):
                     raise ConfigError(f"{self.path.parent} is being {self.what} by process {owner['pid']} (since "
                                       f"{owner.get('started')}); wait for it to end or choose another output "
-                                      "folder") from None
+                                      f"folder (if process {owner['pid']} is not that run, delete {self.path})"
+                                      ) from None
                 else:
                     who = f"process {owner['pid']} (since {owner.get('started')}), which has ended"
                 with contextlib.suppress(FileNotFoundError):
