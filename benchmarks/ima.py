@@ -350,6 +350,29 @@ def _cdlmri_t1(shared: Path) -> list[str]:
     return [str(folder), f"{folder / 'T2_FLAIR_T1pre_T1post.mat'}::key=T2,reference_key=T1_pre"]
 
 
+def _cdlmri_flair(shared: Path) -> list[str]:
+    """The CDLMRI T2/FLAIR patient (the 4-contrast .mat)."""
+    return [f"{shared / 'multicontrast_brain_cdlmri' / 'T2_FLAIR_T1pre_T1post.mat'}::key=T2,reference_key=FLAIR"]
+
+
+CDLMRI_PAIRS = (("T1", _cdlmri_t1), ("FLAIR", _cdlmri_flair))  # reference contrast, data of the pair
+
+
+def _cdlmri_bench(shared: Path, name: str, methods: list[str], **options) -> dict:
+    """Both CDLMRI pairs: ``{"CDLMRI T2/T1": ..., "CDLMRI T2/FLAIR": ...}``, run as ``name`` and ``name``-FLAIR;
+    ``options`` go to :func:`_bench`."""
+    return {f"CDLMRI T2/{ref}": _bench(name if ref == "T1" else f"{name}-FLAIR", data(shared), methods, "T2", ref,
+                                       **options) for ref, data in CDLMRI_PAIRS}
+
+
+def _retrained() -> list[str]:
+    """:func:`retrain_methods`, refusing to go on without ``ima`` seed 0 (the paired reference)."""
+    methods = retrain_methods()
+    if not methods or not methods[0].startswith("ima:"):
+        raise SystemExit(f"no retrained ima in {RETRAIN}: run the retraining plan of docs/ima.md first")
+    return methods
+
+
 def retrain_methods() -> list[str]:
     """The retrained variants that exist, as method specs: ``<variant>:weights=runs/ima-retrain/<variant>-s<seed>/
     final``, ``ima`` seed 0 first (the paired reference)."""
@@ -368,31 +391,21 @@ def evaluate(which: str) -> None:
     shared = shared_data()
     todo = {"sim", "cdlmri", "sweep", "kernels"} if which == "all" else set(which.split(","))
     if "retrain" in todo:  # issue 22: four variants x two seeds, paired against ima seed 0
-        methods = retrain_methods()
-        if not methods or not methods[0].startswith("ima:"):
-            raise SystemExit(f"no retrained ima in {RETRAIN}: run the retraining plan of docs/ima.md first")
+        methods = _retrained()
         res = {"simulated T2/PD": _bench("retrain-sim", [test], ["zero-filled", *methods], "T2", "PD",
                                          compare_to=methods[0])}
         for ref in ("FLAIR", "T1"):
             res[f"simulated T2/{ref}"] = _bench(f"retrain-sim-{ref}", [test], methods, "T2", ref,
                                                 compare_to=methods[0])
         if shared is not None:
-            mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
-            res["CDLMRI T2/T1"] = _bench("retrain-cdlmri", _cdlmri_t1(shared), ["zero-filled", *methods], "T2", "T1",
-                                         compare_to=methods[0])
-            res["CDLMRI T2/FLAIR"] = _bench("retrain-cdlmri-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
-                                            ["zero-filled", *methods], "T2", "FLAIR", compare_to=methods[0])
+            res.update(_cdlmri_bench(shared, "retrain-cdlmri", ["zero-filled", *methods], compare_to=methods[0]))
         _save("ima_retrain.json", "retrain", res)
     if "retrain-real" in todo:  # issue 22: ima >= ima-single on every real pair, at all four settings
-        methods = retrain_methods()
-        if shared is None or not methods or not methods[0].startswith("ima:"):
-            raise SystemExit("retrain-real needs ../shared/data and runs/ima-retrain/ima-s0/final")
-        mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
-        res = {"CDLMRI T2/T1": _bench("retrain-real", _cdlmri_t1(shared), ["zero-filled", *methods], "T2", "T1",
-                                      settings=REAL_SETTINGS, compare_to=methods[0], which="retrain-real"),
-               "CDLMRI T2/FLAIR": _bench("retrain-real-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
-                                         ["zero-filled", *methods], "T2", "FLAIR", settings=REAL_SETTINGS,
-                                         compare_to=methods[0], which="retrain-real")}
+        if shared is None:
+            raise SystemExit("retrain-real needs ../shared/data (the CDLMRI pairs)")
+        methods = _retrained()
+        res = _cdlmri_bench(shared, "retrain-real", ["zero-filled", *methods], settings=REAL_SETTINGS,
+                            compare_to=methods[0], which="retrain-real")
         _save("ima_retrain_real.json", "retrain_real", res)
     if "sim" in todo:
         res = {"simulated T2/PD": _bench("sim-PD", [test], list(MAIN_METHODS), "T2", "PD")}
@@ -406,11 +419,7 @@ def evaluate(which: str) -> None:
         if shared is None:
             print("no shared data folder: skipping the CDLMRI T1/T2 brains")
         else:
-            mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
-            res = {"CDLMRI T2/T1": _bench("cdlmri", _cdlmri_t1(shared),
-                                          list(MAIN_METHODS), "T2", "T1"),
-                   "CDLMRI T2/FLAIR": _bench("cdlmri-FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"],
-                                             list(MAIN_METHODS), "T2", "FLAIR")}
+            res = _cdlmri_bench(shared, "cdlmri", list(MAIN_METHODS))
             _figure_to_docs("cdlmri", ("radial2d", 8.0), "ima_cdlmri_radial2d_8x")
             _save("ima_cdlmri.json", "cdlmri", res)
     if "sweep" in todo:
@@ -579,13 +588,12 @@ def registration(max_shift: float = 4.0, step: float = 0.5) -> None:
     shared = shared_data()
     if shared is None:
         raise SystemExit("registration needs ../shared/data (the CDLMRI pairs)")
-    mat = shared / "multicontrast_brain_cdlmri" / "T2_FLAIR_T1pre_T1post.mat"
     grid = np.arange(-max_shift, max_shift + step / 2, step)
     rows = []
-    for ref, data in (("T1", _cdlmri_t1(shared)), ("FLAIR", [f"{mat}::key=T2,reference_key=FLAIR"])):
+    for ref, data in CDLMRI_PAIRS:
         cfg = BenchmarkConfig(methods=["zero-filled"], masks=("radial2d",), accels=(4.0,), target_contrast="T2",
                               reference_contrast=ref)
-        specs, _ = collect_data(data, cfg)
+        specs, _ = collect_data(data(shared), cfg)
         for spec in specs:
             for sample in load_volume(spec, "radial2d", 4.0, cfg):
                 t = sample.target.abs().numpy().astype(np.float64)
