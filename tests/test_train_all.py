@@ -99,3 +99,42 @@ def test_parallel_jobs_train_each_entry_in_its_own_process_and_record_a_failure(
         assert (out / stage["folder"] / "model.safetensors").is_file() and (out / "logs" / f"{name}.log").is_file()
     card_a, card_b = ((out / "weights" / n / "config.json").read_text() for n in ("unet-a", "unet-b"))
     assert card_a != card_b  # two runs, two seeds
+
+
+def test_an_entry_another_process_is_training_is_waited_for_then_resumed(tmp_path):
+    """A queue started again while one of its runs trains (its training.lock held by a live process here) waits
+    for that process instead of failing on the lock, then trains the entry; a stale or free lock does not wait."""
+    import socket
+    import time
+
+    from mrrecon.train.all import train_all
+    from mrrecon.utils.runfolder import FolderLock
+
+    unet = REPO / "configs" / "unet-small.yaml"
+    (tmp_path / "manifest.yaml").write_text(f"models:\n  - {{weights: unet-a, config: {unet}, set: [name=unet-a]}}\n")
+    out = tmp_path / "out"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    lock = out / "unet-a" / "training.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
+    assert FolderLock(lock.parent).live_owner()["pid"] == sleeper.pid
+    tiny = ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=2", "data.simulation.val_subjects=1",
+            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4",
+            "data.simulation.single_coil_fraction=0", "data.crop=[64,64]", "data.val_crop=null",
+            "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2", "train.tensorboard=false",
+            "train.max_steps=2", "train.val_every=-1", "train.threads=1"]
+    lines: list[str] = []
+    t0 = time.monotonic()
+    try:
+        summary = train_all(tmp_path / "manifest.yaml", out=out, budget_s=0, extra=tiny, prepare=False,
+                            lock_poll_s=0.1, echo=lines.append)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert any(f"by process {sleeper.pid}" in line and "waiting" in line for line in lines), lines
+    assert time.monotonic() - t0 >= 2.0  # it waited for the owner (sleeping 3 s from before the call)
+    stage = next(iter(summary["models"]["unet-a"]["stages"].values()))
+    assert stage["step"] == 2 and not lock.exists()  # trained after the owner ended; the trainer's own lock released
+    # the owner has ended: its lock is stale, nothing to wait for
+    lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "x"}))
+    assert FolderLock(lock.parent).live_owner() is None and FolderLock(lock.parent).wait_until_free(poll_s=10) < 1

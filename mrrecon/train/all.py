@@ -43,6 +43,7 @@ from mrrecon.errors import ConfigError, MRReconError
 from mrrecon.train.config import config_from_dict, load_stages, read_yaml
 from mrrecon.train.stages import run_stages
 from mrrecon.utils.io import atomic_write_json
+from mrrecon.utils.runfolder import FolderLock
 
 __all__ = ["ManifestEntry", "TrainAllError", "load_manifest", "main", "train_all"]
 
@@ -114,9 +115,12 @@ def _run_prepare(entry: ManifestEntry, echo) -> None:
 
 def train_all(manifest: str | os.PathLike, *, out: str | os.PathLike, budget_s: float, only: list[str] | None = None,
               extra: list[str] | None = None, prepare: bool = True, jobs: int = 1,
-              summary_path: str | os.PathLike | None = None, echo=print) -> dict[str, Any]:
+              summary_path: str | os.PathLike | None = None, lock_poll_s: float = 60.0,
+              echo=print) -> dict[str, Any]:
     """Train the manifest's models in order (``only``: these weights names); returns the summary it writes
-    (``summary_path``, default ``<out>/train-all.json``). ``jobs`` > 1: that many entries at once (module docstring)."""
+    (``summary_path``, default ``<out>/train-all.json``). ``jobs`` > 1: that many entries at once (module docstring).
+    A stage folder another process on this machine is training (its ``training.lock``) is waited for, polling
+    every ``lock_poll_s`` seconds, and then resumed, or skipped when that run finished it."""
     entries = load_manifest(manifest)
     if only:
         unknown = sorted(set(only) - {e.weights for e in entries})
@@ -149,6 +153,8 @@ def train_all(manifest: str | os.PathLike, *, out: str | os.PathLike, budget_s: 
         layout = {s.name: Path(s.config.train.export_dir).name if s.config.train.export_dir else None
                   for s in load_stages(entry.config, entry.set).stages}
         echo(f"[{entry.weights}] {entry.config} {' '.join('--set ' + o for o in entry.set)}".rstrip())
+        for stage in plan.stages:  # a stage being trained by another process here: wait, then resume or skip it
+            FolderLock(stage.out_dir).wait_until_free(poll_s=lock_poll_s, echo=echo)
         outcomes = run_stages(plan, resume=True, command=f"python -m mrrecon.train.all {manifest} "
                                                          f"(model {entry.weights})", echo=echo)
         dest = out / "weights" / entry.weights

@@ -216,13 +216,19 @@ class RunFolder:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host; an exited process its parent has not reaped yet (a zombie,
+    state Z in /proc where there is one) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
-        return True
-    return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS) or it went meanwhile: the signal said it exists
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
 
 
 class FolderLock:
@@ -292,6 +298,30 @@ class FolderLock:
             self.held = True
             return note
         raise ConfigError(f"{self.path.parent}: could not take {self.path.name} (other processes keep taking it)")
+
+    def live_owner(self) -> dict | None:
+        """The lock's owner while it is a live process on this host other than this one (pid, host, started),
+        else None: free, stale, unreadable, or held on another host (which ``acquire`` refuses with its own
+        message)."""
+        owner = self._owner()
+        if (owner is None or owner.get("host") != socket.gethostname() or owner["pid"] == os.getpid()
+                or not _process_alive(owner["pid"])):
+            return None
+        return owner
+
+    def wait_until_free(self, *, poll_s: float = 60.0, echo=print) -> float:
+        """Block while a live process on this host holds the lock (a queue started again while one of its runs
+        is training: wait for it, then resume or skip the run, instead of failing on it). Returns the seconds
+        waited."""
+        t0 = time.monotonic()
+        owner = self.live_owner()
+        if owner is not None:
+            echo(f"{self.path.parent} is being {self.what} by process {owner['pid']} (since "
+                 f"{owner.get('started')}): waiting for it to end")
+        while owner is not None:
+            time.sleep(poll_s)
+            owner = self.live_owner()
+        return time.monotonic() - t0
 
     def release(self) -> None:
         """Remove the lock if this process holds it (never another process's)."""
