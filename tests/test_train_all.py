@@ -113,7 +113,7 @@ def test_an_entry_another_process_is_training_is_waited_for_then_resumed(tmp_pat
     unet = REPO / "configs" / "unet-small.yaml"
     (tmp_path / "manifest.yaml").write_text(f"models:\n  - {{weights: unet-a, config: {unet}, set: [name=unet-a]}}\n")
     out = tmp_path / "out"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
     lock = out / "unet-a" / "training.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
@@ -132,7 +132,7 @@ def test_an_entry_another_process_is_training_is_waited_for_then_resumed(tmp_pat
         sleeper.kill()
         sleeper.wait()
     assert any(f"by process {sleeper.pid}" in line and "waiting" in line for line in lines), lines
-    assert time.monotonic() - t0 >= 2.0  # it waited for the owner (sleeping 3 s from before the call)
+    assert time.monotonic() - t0 >= 2.0  # it waited for the owner (sleeping 5 s from before the call)
     stage = next(iter(summary["models"]["unet-a"]["stages"].values()))
     assert stage["step"] == 2 and not lock.exists()  # trained after the owner ended; the trainer's own lock released
     # the owner has ended: its lock is stale, nothing to wait for
