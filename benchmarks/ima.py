@@ -41,6 +41,11 @@ Subcommands (run from the repository root; ``--threads N`` sets the torch thread
     Seconds per training step of configs/ima-small.yaml and configs/ima-paper.yaml on this machine and the
     projected time of each config's step budget (``benchmarks/results/ima_step_time.json``).
 
+``validation``
+    The retraining runs' validation so far (each run folder's val_log.csv: PSNR / SSIM, mean of the four
+    validation settings, and PSNR per setting, at every validation step) as a markdown table, into
+    ``benchmarks/results/ima_retrain_validation.json``; works while runs are training.
+
 ``registration``
     The reference shift (±4 px, 0.5 px grid) that maximises each real CDLMRI pair's normalised mutual information
     with its target, against no shift (``benchmarks/results/ima_cdlmri_registration.json``).
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("cards")
     sub.add_parser("dcm", help="known fraction of the DCM mask per stage (no training)")
     sub.add_parser("registration", help="best reference shift (NMI) of each real CDLMRI pair")
+    sub.add_parser("validation", help="the retraining runs' validation logs as one table (runs may be training)")
     st = sub.add_parser("step-time", help="seconds per training step of the small and paper configs")
     for q in (t, s, st):
         q.add_argument("--threads", type=int, default=1, help="torch threads of each training")
@@ -192,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         cards()
     elif args.cmd == "registration":
         registration()
+    elif args.cmd == "validation":
+        validation_progress()
     elif args.cmd == "dcm":
         dcm_schedules()
     elif args.cmd == "step-time":
@@ -444,6 +452,47 @@ def evaluate(which: str) -> None:
             res["CDLMRI T2/T1"] = _bench("kernels-cdlmri", _cdlmri_t1(shared), methods, "T2", "T1",
                                          compare_to=methods[0])
         _save("ima_kernels.json", "dcm_kernels", res)
+
+
+def validation_progress() -> dict:
+    """The validation logs of runs/ima-retrain/<variant>-s<seed> (finished or training) as one table per seed:
+    mean PSNR (dB) of the four validation settings per step and run; written with the per-setting values to
+    benchmarks/results/ima_retrain_validation.json."""
+    import csv
+
+    from mrrecon.utils.io import atomic_write_json
+
+    runs: dict[str, list[dict]] = {}
+    for variant in VARIANT_FLAGS:
+        for seed in RETRAIN_SEEDS:
+            log = RETRAIN / f"{variant}-s{seed}" / "val_log.csv"
+            if log.is_file():
+                with log.open() as f:
+                    runs[f"{variant}-s{seed}"] = [
+                        {k: (int(v) if k == "step" else float(v)) for k, v in row.items()
+                         if k == "step" or k.startswith(("psnr", "ssim"))} for row in csv.DictReader(f)]
+    if not runs:
+        raise SystemExit(f"no validation logs under {RETRAIN}: run the retraining plan of docs/ima.md first")
+    tables = []
+    for seed in RETRAIN_SEEDS:
+        names = [n for n in runs if n.endswith(f"-s{seed}")]
+        if not names:
+            continue
+        steps = sorted({r["step"] for n in names for r in runs[n]})
+        lines = [f"| step | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+        for st in steps:
+            cells = [next((f"{r['psnr']:.2f}" for r in runs[n] if r["step"] == st), "–") for n in names]
+            lines.append(f"| {st:,} | {' | '.join(cells)} |")
+        tables.append("\n".join(lines))
+    table = "\n\n".join(tables)
+    atomic_write_json(REPO / "benchmarks" / "results" / "ima_retrain_validation.json",
+                      {"command": "python benchmarks/ima.py validation",
+                       "description": "validation PSNR (dB) / SSIM of the retraining runs, mean of the four "
+                                      "validation settings (random1d, radial2d at 4x, 8x; 12 slices) and per "
+                                      "setting, at every validation step",
+                       "runs": runs, "table": table})
+    print(table)
+    return runs
 
 
 def dcm_schedules(size: int = 256, stages: int = 12) -> None:
