@@ -27,6 +27,15 @@ def _tiny_pairs(root: Path) -> None:
             pd.rename(pd.with_name(pd.name.replace("_PD.h5", "_REF.h5")))
 
 
+def _two_step_unet(tmp_path: Path) -> list[str]:
+    """Overrides that make configs/unet-small.yaml a two-step run on a tiny simulated set in ``tmp_path``."""
+    return ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=2",
+            "data.simulation.val_subjects=1", "data.simulation.size=64", "data.simulation.slices=1",
+            "data.simulation.coils=4", "data.simulation.single_coil_fraction=0", "data.crop=[64,64]",
+            "data.val_crop=null", "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2",
+            "train.tensorboard=false", "train.max_steps=2", "train.val_every=-1"]
+
+
 def _weights_stamp() -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in (REPO / "weights").rglob("*.safetensors")}
 
@@ -77,11 +86,7 @@ def test_parallel_jobs_train_each_entry_in_its_own_process_and_record_a_failure(
         f"  - {{weights: unet-broken, config: {unet}, set: [name=unet-broken, model.params.chans=0]}}\n"
         f"  - {{weights: unet-b, config: {unet}, set: [name=unet-b, train.seed=1]}}\n")
     out = tmp_path / "out"
-    tiny = ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=2", "data.simulation.val_subjects=1",
-            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4",
-            "data.simulation.single_coil_fraction=0", "data.crop=[64,64]", "data.val_crop=null",
-            "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2", "train.tensorboard=false",
-            "train.max_steps=2", "train.val_every=-1"]
+    tiny = _two_step_unet(tmp_path)
     cmd = [sys.executable, "-m", "mrrecon.train.all", str(tmp_path / "manifest.yaml"), "--jobs", "2",
            "--out", str(out), "--budget-s", "0", *sum((["--set", t] for t in tiny), [])]
     proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
@@ -118,11 +123,7 @@ def test_an_entry_another_process_is_training_is_waited_for_then_resumed(tmp_pat
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
     assert FolderLock(lock.parent).live_owner()["pid"] == sleeper.pid
-    tiny = ["data.cache_dir=" + str(tmp_path / "cache"), "data.simulation.subjects=2", "data.simulation.val_subjects=1",
-            "data.simulation.size=64", "data.simulation.slices=1", "data.simulation.coils=4",
-            "data.simulation.single_coil_fraction=0", "data.crop=[64,64]", "data.val_crop=null",
-            "data.val_max_volumes=1", "data.val_max_slices=1", "train.batch_size=2", "train.tensorboard=false",
-            "train.max_steps=2", "train.val_every=-1", "train.threads=1"]
+    tiny = [*_two_step_unet(tmp_path), "train.threads=1"]
     lines: list[str] = []
     t0 = time.monotonic()
     try:
